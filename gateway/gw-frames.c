@@ -1,0 +1,261 @@
+/* Client frames: parse, validate at the edge, stamp the sender from the
+ * token, check membership (cached, else asked of the store off the loop
+ * while later frames of the same connection wait in order), and produce. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat-envelope.h"
+#include "chat-error.h"
+#include "chat-log.h"
+#include "gw-private.h"
+
+enum { FRAME_DONE = 0, FRAME_BLOCKED = 1 };
+
+static const char *get_str(json_t *root, const char *key, size_t *len)
+{
+    json_t *v = json_object_get(root, key);
+    if (!json_is_string(v))
+        return NULL;
+    *len = json_string_length(v);
+    return json_string_value(v);
+}
+
+/* Returns FRAME_BLOCKED when membership must be asked of the store first. */
+static int need_member(gw_conn_t *conn, const char *conv, const char *cid)
+{
+    int m = gw_store_member_cached(conn->gw, conv, conn->user);
+    if (m == 1)
+        return FRAME_DONE;
+    if (m == 0) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "you are not a member of %s", conv);
+        gw_conn_send_error(conn, "forbidden", msg, cid, 0);
+        return -1;
+    }
+    if (gw_store_check_member(conn, conv) != 0) {
+        gw_conn_send_error(conn, "internal", "membership lookup failed", cid, 1);
+        return -1;
+    }
+    return FRAME_BLOCKED;
+}
+
+static int produce(gw_conn_t *conn, chat_event_t *ev)
+{
+    gw_t *gw = conn->gw;
+    chat_buf_t *b = &gw->encbuf;
+    chat_buf_reset(b);
+    if (chat_event_encode(ev, b) != 0) {
+        gw_conn_send_error(conn, "internal", "cannot encode event", ev->cid, 1);
+        return -1;
+    }
+    if (gw_producer_send(gw, conn, ev->conv, ev->id, ev->type == CHAT_EV_MESSAGE ? ev->cid : NULL,
+                         ev->ts, b->data, b->len) != 0) {
+        gw_conn_send_error(conn, "unavailable", "the event log is not accepting events; retry",
+                           ev->cid, 1);
+        return -1;
+    }
+    return 0;
+}
+
+static int handle_send(gw_conn_t *conn, json_t *root)
+{
+    size_t conv_len = 0, cid_len = 0, body_len = 0;
+    const char *conv = get_str(root, "conv", &conv_len);
+    const char *cid = get_str(root, "cid", &cid_len);
+    const char *body = get_str(root, "body", &body_len);
+    const char *cid_echo = cid != NULL && chat_name_valid(cid, cid_len) ? cid : NULL;
+    chat_event_t ev;
+
+    if (conv == NULL || !chat_name_valid(conv, conv_len)) {
+        gw_conn_send_error(conn, "bad_frame", "conv must be a conversation id", cid_echo, 0);
+        return FRAME_DONE;
+    }
+    if (json_object_get(root, "cid") != NULL && cid_echo == NULL) {
+        gw_conn_send_error(conn, "bad_frame", "cid must be 1-64 of [A-Za-z0-9_.:-]", NULL, 0);
+        return FRAME_DONE;
+    }
+    if (body == NULL || body_len == 0) {
+        gw_conn_send_error(conn, "bad_frame", "body must be a non-empty string", cid_echo, 0);
+        return FRAME_DONE;
+    }
+    if (body_len > (size_t)conn->gw->cfg->body_max) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "body is %zu bytes; at most %lld allowed", body_len,
+                 (long long)conn->gw->cfg->body_max);
+        gw_conn_send_error(conn, "too_large", msg, cid_echo, 0);
+        return FRAME_DONE;
+    }
+    int m = need_member(conn, conv, cid_echo);
+    if (m != FRAME_DONE)
+        return m == FRAME_BLOCKED ? FRAME_BLOCKED : FRAME_DONE;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = CHAT_EV_MESSAGE;
+    ev.ts = (int64_t)chat_now_ms();
+    memcpy(ev.conv, conv, conv_len + 1);
+    memcpy(ev.from, conn->user, sizeof(ev.from));
+    memcpy(ev.dev, conn->id, sizeof(ev.dev));
+    if (cid_echo != NULL) {
+        memcpy(ev.cid, cid, cid_len + 1);
+        /* The same (sender, conv, cid) is the same event: resends dedupe. */
+        chat_id_for_client(ev.id, ev.from, ev.conv, ev.cid);
+    } else {
+        chat_id_new(ev.id, (uint64_t)ev.ts);
+    }
+    ev.body = body;
+    ev.body_len = body_len;
+    produce(conn, &ev);
+    return FRAME_DONE;
+}
+
+static int handle_receipt(gw_conn_t *conn, json_t *root, chat_event_type_t type)
+{
+    size_t conv_len = 0;
+    const char *conv = get_str(root, "conv", &conv_len);
+    json_t *upto = json_object_get(root, "upto");
+    chat_event_t ev;
+
+    if (conv == NULL || !chat_name_valid(conv, conv_len) || !json_is_integer(upto) ||
+        json_integer_value(upto) < 1) {
+        gw_conn_send_error(conn, "bad_frame", "conv and upto (a seq >= 1) are required", NULL, 0);
+        return FRAME_DONE;
+    }
+    int m = need_member(conn, conv, NULL);
+    if (m != FRAME_DONE)
+        return m == FRAME_BLOCKED ? FRAME_BLOCKED : FRAME_DONE;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = type;
+    ev.ts = (int64_t)chat_now_ms();
+    chat_id_new(ev.id, (uint64_t)ev.ts);
+    memcpy(ev.conv, conv, conv_len + 1);
+    memcpy(ev.from, conn->user, sizeof(ev.from));
+    memcpy(ev.dev, conn->id, sizeof(ev.dev));
+    ev.upto = json_integer_value(upto);
+    produce(conn, &ev);
+    return FRAME_DONE;
+}
+
+static int handle_sync(gw_conn_t *conn, json_t *root)
+{
+    json_t *have = json_object_get(root, "have");
+    if (have != NULL && !json_is_object(have)) {
+        gw_conn_send_error(conn, "bad_frame", "have must map conversation ids to seqs", NULL, 0);
+        return FRAME_DONE;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(have, key, v)
+    {
+        if (!chat_name_valid(key, strlen(key)) || !json_is_integer(v) ||
+            json_integer_value(v) < 0) {
+            gw_conn_send_error(conn, "bad_frame", "have must map conversation ids to seqs >= 0",
+                               NULL, 0);
+            return FRAME_DONE;
+        }
+    }
+    if (conn->sync != NULL) {
+        gw_conn_send_error(conn, "rate_limited", "a sync is already running", NULL, 1);
+        return FRAME_DONE;
+    }
+    json_incref(have);
+    if (gw_store_sync_start(conn, have) != 0) {
+        gw_conn_send_error(conn, "internal", "sync could not start", NULL, 1);
+    }
+    return FRAME_DONE;
+}
+
+static int process(gw_conn_t *conn, const char *data, size_t len)
+{
+    json_error_t jerr;
+    int rc = FRAME_DONE;
+    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(root)) {
+        gw_conn_send_error(conn, "bad_frame", "a frame is one JSON object", NULL, 0);
+        goto done;
+    }
+    const char *t = json_string_value(json_object_get(root, "t"));
+    if (t == NULL) {
+        gw_conn_send_error(conn, "bad_frame", "t (the frame type) is required", NULL, 0);
+    } else if (strcmp(t, "send") == 0) {
+        rc = handle_send(conn, root);
+    } else if (strcmp(t, "delivered") == 0) {
+        rc = handle_receipt(conn, root, CHAT_EV_DELIVERED);
+    } else if (strcmp(t, "read") == 0) {
+        rc = handle_receipt(conn, root, CHAT_EV_READ);
+    } else if (strcmp(t, "sync") == 0) {
+        rc = handle_sync(conn, root);
+    } else if (strcmp(t, "ping") == 0) {
+        gw_conn_send_text(conn, "{\"t\":\"pong\"}", 12);
+    } else {
+        gw_conn_send_error(conn, "unknown_type", "unknown frame type", NULL, 0);
+    }
+done:
+    json_decref(root);
+    return rc;
+}
+
+static gw_frame_t *frame_copy(const char *data, size_t len)
+{
+    gw_frame_t *f = malloc(sizeof(*f) + len);
+    if (f != NULL) {
+        f->next = NULL;
+        f->len = len;
+        memcpy(f->data, data, len);
+    }
+    return f;
+}
+
+void gw_frames_handle(gw_conn_t *conn, const char *data, size_t len)
+{
+    if (!conn->blocked && conn->pending_head == NULL) {
+        if (process(conn, data, len) != FRAME_BLOCKED)
+            return;
+        /* Keep the frame: it runs again once the lookup has answered. */
+    } else if (conn->pending_n >= conn->gw->cfg->pending_frames_max) {
+        gw_conn_send_error(conn, "rate_limited", "too many frames waiting; slow down", NULL, 1);
+        return;
+    }
+    gw_frame_t *f = frame_copy(data, len);
+    if (f == NULL) {
+        gw_conn_send_error(conn, "internal", "out of memory", NULL, 1);
+        return;
+    }
+    if (conn->pending_tail != NULL)
+        conn->pending_tail->next = f;
+    else
+        conn->pending_head = f;
+    conn->pending_tail = f;
+    conn->pending_n++;
+    if (conn->pending_n >= conn->gw->cfg->pending_frames_max)
+        gw_conn_pause(conn);
+}
+
+void gw_frames_unblock(gw_conn_t *conn)
+{
+    conn->blocked = 0;
+    while (conn->pending_head != NULL && !conn->blocked && conn->state == GW_CONN_WS) {
+        gw_frame_t *f = conn->pending_head;
+        if (process(conn, f->data, f->len) == FRAME_BLOCKED)
+            break;
+        conn->pending_head = f->next;
+        if (conn->pending_head == NULL)
+            conn->pending_tail = NULL;
+        conn->pending_n--;
+        free(f);
+    }
+    if (conn->state == GW_CONN_WS && conn->pending_n < conn->gw->cfg->pending_frames_max &&
+        !conn->close_after_flush)
+        gw_conn_resume(conn);
+}
+
+void gw_frames_free_pending(gw_conn_t *conn)
+{
+    while (conn->pending_head != NULL) {
+        gw_frame_t *f = conn->pending_head;
+        conn->pending_head = f->next;
+        free(f);
+    }
+    conn->pending_tail = NULL;
+    conn->pending_n = 0;
+}

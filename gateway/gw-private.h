@@ -1,0 +1,193 @@
+/* The gateway's internal state, shared by its modules. Nothing outside
+ * gateway/ includes this file. One gw_t per worker process and loop. */
+#ifndef GW_PRIVATE_H
+#define GW_PRIVATE_H
+
+#include <hiredis/async.h>
+#include <librdkafka/rdkafka.h>
+#include <mongoc/mongoc.h>
+#include <stdint.h>
+#include <uv.h>
+#include <wslay/wslay.h>
+
+#include "chat-buf.h"
+#include "chat-id.h"
+#include "chat-kafka.h"
+#include "gw-config.h"
+#include "gw-map.h"
+#include "gw-metrics.h"
+
+typedef struct gw_s gw_t;
+typedef struct gw_conn_s gw_conn_t;
+typedef struct gw_http_s gw_http_t;
+typedef struct gw_frame_s gw_frame_t;
+typedef struct gw_sync_s gw_sync_t;
+
+typedef enum {
+    GW_CONN_HTTP = 0, /* reading HTTP requests */
+    GW_CONN_WS,       /* upgraded */
+    GW_CONN_CLOSING,  /* uv_close called or about to be */
+} gw_conn_state_t;
+
+/* A parsed client frame waiting for its connection to be unblocked. */
+struct gw_frame_s {
+    gw_frame_t *next;
+    size_t len;
+    char data[]; /* the raw JSON text */
+};
+
+struct gw_conn_s {
+    uv_tcp_t tcp; /* first: the handle's address is the connection's */
+    gw_t *gw;
+    uint64_t serial; /* slot | generation << 32: a stale serial finds nothing */
+    gw_conn_state_t state;
+    char user[CHAT_NAME_MAX + 1];
+    char id[CHAT_NAME_MAX + 1]; /* connection (device) id */
+    gw_http_t *http;            /* while speaking HTTP */
+    wslay_event_context_ptr ws; /* after the upgrade */
+    const uint8_t *in;          /* bytes wslay may read during one recv */
+    size_t in_len;
+    chat_buf_t out;      /* frames queued since the last flush */
+    chat_buf_t inflight; /* the bytes of the one uv_write in flight */
+    uv_write_t wreq;
+    uint64_t last_seen_ms;
+    gw_conn_t *user_next; /* the user's other connections on this gateway */
+    gw_conn_t *user_prev;
+    gw_conn_t *dirty_next;
+    gw_frame_t *pending_head; /* frames waiting while blocked */
+    gw_frame_t *pending_tail;
+    gw_sync_t *sync;
+    int pending_n;
+    unsigned writing : 1;
+    unsigned dirty : 1;
+    unsigned blocked : 1;  /* a store lookup decides what comes next */
+    unsigned pinged : 1;
+    unsigned presence : 1; /* registered in Redis */
+    unsigned close_after_flush : 1;
+    unsigned read_stopped : 1;
+    unsigned http_close : 1; /* no keep-alive */
+    unsigned ws_busy : 1;    /* inside wslay_event_recv: free the context later */
+    unsigned hello : 1;      /* hello sent: presence is registered */
+};
+
+struct gw_s {
+    uv_loop_t *loop;
+    const gw_config_t *cfg;
+    char id[CHAT_NAME_MAX + 1];
+    char channel[CHAT_NAME_MAX + 8];
+    unsigned char *secret;
+    size_t secret_len;
+    uv_tcp_t listener;
+    uv_check_t flush_check;
+    uv_timer_t heartbeat_timer;
+    uv_timer_t presence_timer;
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    rd_kafka_t *rk;
+    rd_kafka_topic_t *rkt;
+    chat_kafka_uv_t *kuv;
+    redisAsyncContext *redis;
+    redisAsyncContext *redis_sub;
+    uv_timer_t redis_retry;
+    mongoc_client_pool_t *pool;
+    const char *db; /* the database the URI names */
+    /* Connection slots: serial -> connection without hashing. */
+    gw_conn_t **slots;
+    uint32_t *gens;
+    uint32_t *free_slots;
+    size_t nslots;
+    size_t nfree;
+    size_t cap;
+    gw_map_t users;   /* user -> first gw_conn_t of that user */
+    gw_map_t members; /* "conv/user" -> aux: expiry ms, value: 1 member / 2 not */
+    gw_conn_t *dirty_head;
+    chat_buf_t scratch; /* short-lived frames built on the loop */
+    chat_buf_t encbuf;  /* envelopes being produced */
+    gw_metrics_t metrics;
+    uint64_t conn_counter;
+    int shutting_down;
+    int jobs; /* store jobs in flight */
+    char readbuf[65536];
+};
+
+/* gw-conn.c */
+int gw_conn_accept(gw_t *gw);
+gw_conn_t *gw_conn_find(gw_t *gw, uint64_t serial);
+/* Queues a WebSocket text frame (copied) and marks the connection for the
+ * next flush. Returns 0, or CHAT_EFULL after closing a too-slow client. */
+int gw_conn_send_text(gw_conn_t *conn, const char *data, size_t len);
+/* Queues raw bytes (HTTP responses, wslay's control frames). */
+int gw_conn_send_raw(gw_conn_t *conn, const void *data, size_t len);
+void gw_conn_mark_dirty(gw_conn_t *conn);
+/* Writes every dirty connection's queue, one uv_write each. */
+void gw_conn_flush_all(gw_t *gw);
+/* Queues a close frame with code and reason, then closes after it leaves. */
+void gw_conn_ws_close(gw_conn_t *conn, uint16_t code, const char *reason);
+/* Closes the socket now. */
+void gw_conn_close(gw_conn_t *conn);
+/* Sends a frame {"t":"error",...}. */
+void gw_conn_send_error(gw_conn_t *conn, const char *code, const char *message, const char *cid,
+                        int retry);
+/* Called when a write finished and nothing is queued: next sync page. */
+void gw_conn_drained(gw_conn_t *conn);
+/* Links conn into the user map (after authentication). */
+int gw_conn_attach_user(gw_conn_t *conn);
+/* Stops/resumes reading this socket (back-pressure while blocked). */
+void gw_conn_pause(gw_conn_t *conn);
+void gw_conn_resume(gw_conn_t *conn);
+/* Frees what a connection holds; called from the close callback. */
+void gw_conn_heartbeat(gw_t *gw);
+
+/* gw-http.c */
+void gw_http_on_read(gw_conn_t *conn, const char *data, size_t len);
+void gw_http_free(gw_http_t *http);
+/* Writes a complete HTTP response with a JSON body. */
+void gw_http_respond(gw_conn_t *conn, int status, const char *body, size_t len);
+void gw_http_error(gw_conn_t *conn, int status, const char *code, const char *message);
+/* The store finished an asynchronous request of this connection. */
+void gw_http_resume(gw_conn_t *conn);
+
+/* gw-ws.c */
+int gw_ws_start(gw_conn_t *conn, const char *rest, size_t rest_len);
+void gw_ws_on_read(gw_conn_t *conn, const char *data, size_t len);
+void gw_ws_free(gw_conn_t *conn);
+/* Writes a server frame header + payload into out. */
+int gw_ws_encode(chat_buf_t *out, int opcode, const char *data, size_t len);
+
+/* gw-frames.c */
+void gw_frames_handle(gw_conn_t *conn, const char *data, size_t len);
+/* Runs the frames that queued while the connection was blocked. */
+void gw_frames_unblock(gw_conn_t *conn);
+void gw_frames_free_pending(gw_conn_t *conn);
+
+/* gw-producer.c */
+int gw_producer_start(gw_t *gw, chat_error_t *err);
+void gw_producer_stop(gw_t *gw);
+/* Produces an encoded envelope keyed by conv; answers the connection with
+ * `sent` or an error from the delivery report. cid may be empty. */
+int gw_producer_send(gw_t *gw, gw_conn_t *conn, const char *conv, const char *id,
+                     const char *cid, int64_t ts, const char *data, size_t len);
+
+/* gw-presence.c */
+int gw_presence_start(gw_t *gw, chat_error_t *err);
+void gw_presence_stop(gw_t *gw);
+void gw_presence_register(gw_conn_t *conn);
+void gw_presence_unregister(gw_t *gw, const char *user, const char *conn_id);
+
+/* gw-store.c */
+int gw_store_start(gw_t *gw, chat_error_t *err);
+void gw_store_stop(gw_t *gw);
+/* Cached membership: 1 member, 0 not, -1 unknown (ask the store). */
+int gw_store_member_cached(gw_t *gw, const char *conv, const char *user);
+/* Asks the store whether conn's user is in conv; blocks conn meanwhile,
+ * then calls gw_frames_unblock. */
+int gw_store_check_member(gw_conn_t *conn, const char *conv);
+/* Starts streaming a sync from the `have` object of a sync frame (taken). */
+int gw_store_sync_start(gw_conn_t *conn, void *have_json);
+/* Streams the next sync page when the previous one left the socket. */
+void gw_store_sync_next(gw_conn_t *conn);
+void gw_store_sync_free(gw_conn_t *conn);
+/* HTTP: creates (or returns) a conversation; responds on conn. */
+int gw_store_create_conversation(gw_conn_t *conn, const char *body, size_t len);
+
+#endif

@@ -1,0 +1,683 @@
+/* Everything the gateway asks of MongoDB, run in libuv's thread pool with
+ * a client popped from a mongoc_client_pool_t: never on the loop. Workers
+ * build the frames they return, so the loop only copies them out. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat-error.h"
+#include "chat-log.h"
+#include "chat-mongo.h"
+#include "gw-private.h"
+
+#define MEMBER_CACHE_MAX 200000
+
+typedef enum { JOB_MEMBER, JOB_SYNC, JOB_CREATE_CONV } gw_job_kind_t;
+
+struct gw_sync_s {
+    json_t *have;   /* the client's {conv: seq} */
+    char **convs;   /* the user's conversations, loaded by the first page */
+    size_t nconvs;
+    size_t idx;     /* the conversation being streamed */
+    int64_t cursor; /* last seq streamed in it */
+    uint64_t count;
+    int loaded;
+    int done;
+    int running; /* a page job holds this struct */
+    int orphan;  /* the connection closed while a job ran */
+};
+
+typedef struct gw_job_s {
+    uv_work_t req;
+    gw_t *gw;
+    gw_job_kind_t kind;
+    uint64_t serial;
+    char user[CHAT_NAME_MAX + 1];
+    char conv[CHAT_NAME_MAX + 1];
+    int result; /* member: 1 yes, 0 no; < 0 a CHAT_E* */
+    int status; /* HTTP status for JOB_CREATE_CONV */
+    gw_sync_t *sync;
+    chat_buf_t in;
+    chat_buf_t out; /* frames as [u32 length][bytes], or an HTTP body */
+    chat_error_t err;
+} gw_job_t;
+
+static gw_job_t *job_new(gw_conn_t *conn, gw_job_kind_t kind)
+{
+    gw_job_t *job = calloc(1, sizeof(*job));
+    if (job == NULL)
+        return NULL;
+    job->gw = conn->gw;
+    job->kind = kind;
+    job->serial = conn->serial;
+    job->req.data = job;
+    memcpy(job->user, conn->user, sizeof(job->user));
+    chat_buf_init(&job->in, 1 << 20);
+    chat_buf_init(&job->out, 4 << 20);
+    return job;
+}
+
+static void job_free(gw_job_t *job)
+{
+    chat_buf_close(&job->in);
+    chat_buf_close(&job->out);
+    free(job);
+}
+
+static void sync_destroy(gw_sync_t *s)
+{
+    if (s == NULL)
+        return;
+    json_decref(s->have);
+    for (size_t i = 0; i < s->nconvs; i++)
+        free(s->convs[i]);
+    free(s->convs);
+    free(s);
+}
+
+/* ---- membership ---------------------------------------------------------- */
+
+static void member_key(char *key, size_t size, const char *conv, const char *user)
+{
+    snprintf(key, size, "%s/%s", conv, user);
+}
+
+int gw_store_member_cached(gw_t *gw, const char *conv, const char *user)
+{
+    char key[2 * CHAT_NAME_MAX + 2];
+    member_key(key, sizeof(key), conv, user);
+    gw_map_entry_t *e = gw_map_get(&gw->members, key);
+    if (e == NULL)
+        return -1;
+    if (e->aux < uv_now(gw->loop)) {
+        gw_map_del(&gw->members, e);
+        return -1;
+    }
+    return e->value == (void *)1 ? 1 : 0;
+}
+
+static void member_work(gw_job_t *job)
+{
+    bson_error_t berr;
+    char id[2 * CHAT_NAME_MAX + 2];
+    mongoc_client_t *client = mongoc_client_pool_pop(job->gw->pool);
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, job->gw->db, "members");
+    member_key(id, sizeof(id), job->conv, job->user);
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(id));
+    int64_t n = mongoc_collection_count_documents(coll, filter, NULL, NULL, NULL, &berr);
+    if (n < 0)
+        job->result = chat_mongo_error(&job->err, &berr, "membership");
+    else
+        job->result = n > 0;
+    bson_destroy(filter);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(job->gw->pool, client);
+}
+
+static void member_done(gw_job_t *job)
+{
+    gw_t *gw = job->gw;
+    gw_conn_t *conn = gw_conn_find(gw, job->serial);
+    if (job->result >= 0 && gw->cfg->member_cache_s > 0) {
+        char key[2 * CHAT_NAME_MAX + 2];
+        if (gw->members.live > MEMBER_CACHE_MAX) {
+            /* Bounded: start over rather than grow. */
+            gw_map_close(&gw->members);
+            gw_map_init(&gw->members);
+        }
+        member_key(key, sizeof(key), job->conv, job->user);
+        gw_map_entry_t *e = gw_map_put(&gw->members, key);
+        if (e != NULL) {
+            e->value = job->result ? (void *)1 : (void *)2;
+            e->aux = uv_now(gw->loop) + (uint64_t)gw->cfg->member_cache_s * 1000;
+        }
+    }
+    if (conn == NULL)
+        return;
+    if (job->result < 0) {
+        CHAT_WARN("conn %s: %s", conn->id, job->err.message);
+        /* Answer the frame that waited and move on. */
+        gw_frame_t *f = conn->pending_head;
+        if (f != NULL) {
+            conn->pending_head = f->next;
+            if (conn->pending_head == NULL)
+                conn->pending_tail = NULL;
+            conn->pending_n--;
+            free(f);
+        }
+        gw_conn_send_error(conn, "unavailable", "the store did not answer; retry", NULL, 1);
+    } else if (job->result == 0 && gw->cfg->member_cache_s == 0) {
+        /* Without a cache the frame would ask again forever: answer it. */
+        gw_frame_t *f = conn->pending_head;
+        if (f != NULL) {
+            conn->pending_head = f->next;
+            if (conn->pending_head == NULL)
+                conn->pending_tail = NULL;
+            conn->pending_n--;
+            free(f);
+        }
+        gw_conn_send_error(conn, "forbidden", "you are not a member of that conversation", NULL,
+                           0);
+    }
+    gw_frames_unblock(conn);
+}
+
+/* ---- sync ---------------------------------------------------------------- */
+
+static int put_frame(chat_buf_t *out, const chat_buf_t *frame)
+{
+    uint32_t n = (uint32_t)frame->len;
+    int rc = chat_buf_append(out, &n, sizeof(n));
+    return rc ? rc : chat_buf_append(out, frame->data, frame->len);
+}
+
+static void str_field(chat_buf_t *b, const char *name, const bson_t *doc, const char *key)
+{
+    bson_iter_t it;
+    uint32_t len;
+    if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it)) {
+        const char *s = bson_iter_utf8(&it, &len);
+        chat_buf_append_str(b, name);
+        chat_buf_append_json_str(b, s, len);
+    }
+}
+
+static int64_t int_field(const bson_t *doc, const char *key)
+{
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_NUMBER(&it))
+        return bson_iter_as_int64(&it);
+    return 0;
+}
+
+static void message_frame(chat_buf_t *b, const bson_t *doc)
+{
+    chat_buf_reset(b);
+    chat_buf_append_str(b, "{\"t\":\"message\"");
+    str_field(b, ",\"id\":", doc, "_id");
+    str_field(b, ",\"conv\":", doc, "conv");
+    chat_buf_printf(b, ",\"seq\":%lld", (long long)int_field(doc, "seq"));
+    str_field(b, ",\"from\":", doc, "from");
+    str_field(b, ",\"dev\":", doc, "dev");
+    str_field(b, ",\"cid\":", doc, "cid");
+    chat_buf_printf(b, ",\"ts\":%lld", (long long)int_field(doc, "ts"));
+    str_field(b, ",\"body\":", doc, "body");
+    chat_buf_append(b, "}", 1);
+}
+
+static int load_convs(gw_job_t *job, mongoc_client_t *client)
+{
+    gw_sync_t *s = job->sync;
+    bson_error_t berr;
+    const bson_t *doc;
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, job->gw->db, "members");
+    bson_t *filter = BCON_NEW("user", BCON_UTF8(job->user));
+    bson_t *opts = BCON_NEW("sort", "{", "conv", BCON_INT32(1), "}");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+    size_t cap = 0;
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        if (!bson_iter_init_find(&it, doc, "conv") || !BSON_ITER_HOLDS_UTF8(&it))
+            continue;
+        if (s->nconvs == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **p = realloc(s->convs, cap * sizeof(*p));
+            if (p == NULL)
+                break;
+            s->convs = p;
+        }
+        s->convs[s->nconvs++] = strdup(bson_iter_utf8(&it, NULL));
+    }
+    int rc = 0;
+    if (mongoc_cursor_error(cur, &berr))
+        rc = chat_mongo_error(&job->err, &berr, "sync: conversations");
+    mongoc_cursor_destroy(cur);
+    bson_destroy(filter);
+    bson_destroy(opts);
+    mongoc_collection_destroy(coll);
+    return rc;
+}
+
+static int64_t have_for(const gw_sync_t *s, const char *conv)
+{
+    json_t *v = json_object_get(s->have, conv);
+    return json_is_integer(v) ? json_integer_value(v) : 0;
+}
+
+/* Appends a receipt frame per other member's watermarks: after an offline
+ * spell, the sender learns what was delivered and read meanwhile. */
+static int receipts(gw_job_t *job, mongoc_client_t *client, chat_buf_t *frame)
+{
+    gw_sync_t *s = job->sync;
+    bson_error_t berr;
+    const bson_t *doc;
+    if (s->nconvs == 0)
+        return 0;
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, job->gw->db, "members");
+    bson_t filter = BSON_INITIALIZER, in, arr;
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "conv", &in);
+    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+    for (size_t i = 0; i < s->nconvs; i++) {
+        char k[24];
+        snprintf(k, sizeof(k), "%zu", i);
+        BSON_APPEND_UTF8(&arr, k, s->convs[i]);
+    }
+    bson_append_array_end(&in, &arr);
+    bson_append_document_end(&filter, &in);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        if (!bson_iter_init_find(&it, doc, "user") || !BSON_ITER_HOLDS_UTF8(&it) ||
+            strcmp(bson_iter_utf8(&it, NULL), job->user) == 0)
+            continue;
+        static const char *const kinds[2] = {"delivered", "read"};
+        static const char *const fields[2] = {"delivered_seq", "read_seq"};
+        for (int k = 0; k < 2; k++) {
+            int64_t upto = int_field(doc, fields[k]);
+            if (upto <= 0)
+                continue;
+            chat_buf_reset(frame);
+            chat_buf_append_str(frame, "{\"t\":\"receipt\"");
+            str_field(frame, ",\"conv\":", doc, "conv");
+            str_field(frame, ",\"user\":", doc, "user");
+            chat_buf_printf(frame, ",\"kind\":\"%s\",\"upto\":%lld}", kinds[k], (long long)upto);
+            put_frame(&job->out, frame);
+        }
+    }
+    int rc = 0;
+    if (mongoc_cursor_error(cur, &berr))
+        rc = chat_mongo_error(&job->err, &berr, "sync: receipts");
+    mongoc_cursor_destroy(cur);
+    bson_destroy(&filter);
+    mongoc_collection_destroy(coll);
+    return rc;
+}
+
+static void sync_work(gw_job_t *job)
+{
+    gw_sync_t *s = job->sync;
+    bson_error_t berr;
+    const bson_t *doc;
+    chat_buf_t frame;
+    int64_t page = job->gw->cfg->sync_page;
+    mongoc_client_t *client = mongoc_client_pool_pop(job->gw->pool);
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, job->gw->db, "messages");
+    chat_buf_init(&frame, 4 << 20);
+    if (!s->loaded) {
+        if ((job->result = load_convs(job, client)) != 0)
+            goto out;
+        s->loaded = 1;
+        s->idx = 0;
+        s->cursor = s->nconvs > 0 ? have_for(s, s->convs[0]) : 0;
+    }
+    /* Fill one page, moving past conversations with nothing new. */
+    int64_t n = 0;
+    while (n == 0 && s->idx < s->nconvs) {
+        const char *conv = s->convs[s->idx];
+        bson_t *filter = BCON_NEW("conv", BCON_UTF8(conv), "seq", "{", "$gt",
+                                  BCON_INT64(s->cursor), "}");
+        bson_t *opts = BCON_NEW("sort", "{", "seq", BCON_INT32(1), "}", "limit",
+                                BCON_INT64(page));
+        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+        while (mongoc_cursor_next(cur, &doc)) {
+            message_frame(&frame, doc);
+            put_frame(&job->out, &frame);
+            s->cursor = int_field(doc, "seq");
+            n++;
+        }
+        if (mongoc_cursor_error(cur, &berr))
+            job->result = chat_mongo_error(&job->err, &berr, "sync: messages");
+        mongoc_cursor_destroy(cur);
+        bson_destroy(filter);
+        bson_destroy(opts);
+        if (job->result != 0)
+            goto out;
+        if (n < page) {
+            s->idx++;
+            s->cursor = s->idx < s->nconvs ? have_for(s, s->convs[s->idx]) : 0;
+        }
+    }
+    s->count += (uint64_t)n;
+    if (s->idx >= s->nconvs) {
+        job->result = receipts(job, client, &frame);
+        s->done = 1;
+    }
+out:
+    chat_buf_close(&frame);
+    mongoc_collection_destroy(coll);
+    mongoc_client_pool_push(job->gw->pool, client);
+}
+
+static void sync_done(gw_job_t *job)
+{
+    gw_sync_t *s = job->sync;
+    gw_conn_t *conn = gw_conn_find(job->gw, job->serial);
+    s->running = 0;
+    if (s->orphan || conn == NULL) {
+        sync_destroy(s);
+        if (conn != NULL && conn->sync == s)
+            conn->sync = NULL;
+        return;
+    }
+    if (job->result != 0) {
+        CHAT_WARN("conn %s user %s: %s", conn->id, conn->user, job->err.message);
+        gw_conn_send_error(conn, "unavailable", "sync failed; send sync again", NULL, 1);
+        conn->sync = NULL;
+        sync_destroy(s);
+        return;
+    }
+    job->gw->metrics.sync_pages++;
+    for (size_t off = 0; off + 4 <= job->out.len;) {
+        uint32_t n;
+        memcpy(&n, job->out.data + off, 4);
+        if (gw_conn_send_text(conn, job->out.data + off + 4, n) != 0)
+            return; /* closed as too slow: close freed the sync state */
+        off += 4 + n;
+    }
+    if (s->done) {
+        char fin[64];
+        int n = snprintf(fin, sizeof(fin), "{\"t\":\"synced\",\"count\":%llu}",
+                         (unsigned long long)s->count);
+        conn->sync = NULL;
+        sync_destroy(s);
+        gw_conn_send_text(conn, fin, (size_t)n);
+        return;
+    }
+    /* Flow control: the next page is read when this one has left. */
+    if (conn->out.len == 0 && !conn->writing)
+        gw_store_sync_next(conn);
+}
+
+/* ---- conversations --------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void create_conv_work(gw_job_t *job)
+{
+    json_error_t jerr;
+    bson_error_t berr;
+    chat_buf_t *out = &job->out;
+    const char *members[1024];
+    size_t n = 0;
+    int group = 0;
+    json_t *root = json_loadb(job->in.data ? job->in.data : "", job->in.len, 0, &jerr);
+    json_t *arr = json_object_get(root, "members");
+    const char *kind = json_string_value(json_object_get(root, "kind"));
+    const char *title = json_string_value(json_object_get(root, "title"));
+    job->status = 400;
+    if (!json_is_object(root) || !json_is_array(arr)) {
+        chat_buf_append_str(out, "members must be an array of user ids");
+        goto done;
+    }
+    if (kind != NULL && strcmp(kind, "group") != 0 && strcmp(kind, "direct") != 0) {
+        chat_buf_append_str(out, "kind must be direct or group");
+        goto done;
+    }
+    group = kind != NULL && strcmp(kind, "group") == 0;
+    members[n++] = job->user;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *v = json_array_get(arr, i);
+        const char *u = json_string_value(v);
+        if (u == NULL || !chat_name_valid(u, json_string_length(v))) {
+            chat_buf_append_str(out, "each member must be a user id");
+            goto done;
+        }
+        int dup = 0;
+        for (size_t k = 0; k < n; k++)
+            dup |= strcmp(members[k], u) == 0;
+        if (dup)
+            continue;
+        if (n >= (size_t)job->gw->cfg->group_max || n >= sizeof(members) / sizeof(members[0])) {
+            job->status = 413;
+            chat_buf_printf(out, "a group has at most %lld members",
+                            (long long)job->gw->cfg->group_max);
+            goto done;
+        }
+        members[n++] = u;
+    }
+    if (!group && n != 2) {
+        chat_buf_append_str(out, "a direct conversation has exactly one other member");
+        goto done;
+    }
+    if (title != NULL && json_string_length(json_object_get(root, "title")) > 200) {
+        chat_buf_append_str(out, "title is at most 200 bytes");
+        goto done;
+    }
+    char id[CHAT_NAME_MAX + 1], hash[CHAT_ID_LEN + 1];
+    if (group) {
+        chat_id_new(hash, chat_now_ms());
+        snprintf(id, sizeof(id), "g.%s", hash);
+    } else {
+        /* The same two users always get the same conversation. */
+        qsort(members, n, sizeof(members[0]), cmp_str);
+        chat_id_for_client(hash, members[0], members[1], "direct");
+        snprintf(id, sizeof(id), "d.%s", hash);
+    }
+
+    mongoc_client_t *client = mongoc_client_pool_pop(job->gw->pool);
+    mongoc_collection_t *convs = mongoc_client_get_collection(client, job->gw->db, "conversations");
+    mongoc_collection_t *mem = mongoc_client_get_collection(client, job->gw->db, "members");
+    bson_t doc = BSON_INITIALIZER, ma;
+    BSON_APPEND_UTF8(&doc, "_id", id);
+    BSON_APPEND_UTF8(&doc, "kind", group ? "group" : "direct");
+    BSON_APPEND_ARRAY_BEGIN(&doc, "members", &ma);
+    for (size_t i = 0; i < n; i++) {
+        char k[24];
+        snprintf(k, sizeof(k), "%zu", i);
+        BSON_APPEND_UTF8(&ma, k, members[i]);
+    }
+    bson_append_array_end(&doc, &ma);
+    if (group)
+        BSON_APPEND_UTF8(&doc, "owner", job->user);
+    if (title != NULL)
+        BSON_APPEND_UTF8(&doc, "title", title);
+    BSON_APPEND_INT64(&doc, "created_ts", (int64_t)chat_now_ms());
+    BSON_APPEND_INT64(&doc, "last_seq", 0);
+    int created = 1;
+    /* Members first: a conversation visible to the consumer has them all. */
+    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(mem, NULL);
+    for (size_t i = 0; i < n; i++) {
+        char mid[2 * CHAT_NAME_MAX + 2];
+        member_key(mid, sizeof(mid), id, members[i]);
+        bson_t *sel = BCON_NEW("_id", BCON_UTF8(mid));
+        bson_t *upd = BCON_NEW("$setOnInsert", "{", "conv", BCON_UTF8(id), "user",
+                               BCON_UTF8(members[i]), "delivered_seq", BCON_INT64(0),
+                               "read_seq", BCON_INT64(0), "}");
+        bson_t *uopts = BCON_NEW("upsert", BCON_BOOL(true));
+        mongoc_bulk_operation_update_one_with_opts(bulk, sel, upd, uopts, NULL);
+        bson_destroy(sel);
+        bson_destroy(upd);
+        bson_destroy(uopts);
+    }
+    bson_t reply;
+    bool ok = mongoc_bulk_operation_execute(bulk, &reply, &berr) != 0;
+    bson_destroy(&reply);
+    mongoc_bulk_operation_destroy(bulk);
+    if (ok && !mongoc_collection_insert_one(convs, &doc, NULL, NULL, &berr)) {
+        if (berr.code == CHAT_MONGO_DUPLICATE_KEY)
+            created = 0;
+        else
+            ok = false;
+    }
+    if (!ok) {
+        job->status = 503;
+        chat_mongo_error(&job->err, &berr, "create conversation");
+        chat_buf_append_str(out, "the store did not answer; retry");
+    } else {
+        job->status = created ? 201 : 200;
+        chat_buf_printf(out, "{\"id\":\"%s\",\"kind\":\"%s\",\"created\":%s,\"members\":[", id,
+                        group ? "group" : "direct", created ? "true" : "false");
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                chat_buf_append(out, ",", 1);
+            chat_buf_append_json_str(out, members[i], strlen(members[i]));
+        }
+        chat_buf_append_str(out, "]}");
+    }
+    bson_destroy(&doc);
+    mongoc_collection_destroy(convs);
+    mongoc_collection_destroy(mem);
+    mongoc_client_pool_push(job->gw->pool, client);
+done:
+    json_decref(root);
+}
+
+static void create_conv_done(gw_job_t *job)
+{
+    gw_conn_t *conn = gw_conn_find(job->gw, job->serial);
+    if (conn == NULL)
+        return;
+    if (job->status >= 400) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "%.*s", (int)job->out.len, job->out.data ? job->out.data : "");
+        if (job->status == 503)
+            CHAT_WARN("conn %s: %s", conn->id, job->err.message);
+        gw_http_error(conn, job->status,
+                      job->status == 413 ? "too_large"
+                      : job->status == 503 ? "unavailable"
+                                           : "bad_request",
+                      msg);
+    } else {
+        gw_http_respond(conn, job->status, job->out.data, job->out.len);
+    }
+    gw_http_resume(conn);
+}
+
+/* ---- plumbing -------------------------------------------------------------- */
+
+static void work_cb(uv_work_t *req)
+{
+    gw_job_t *job = req->data;
+    switch (job->kind) {
+    case JOB_MEMBER:
+        member_work(job);
+        break;
+    case JOB_SYNC:
+        sync_work(job);
+        break;
+    case JOB_CREATE_CONV:
+        create_conv_work(job);
+        break;
+    }
+}
+
+static void after_cb(uv_work_t *req, int status)
+{
+    gw_job_t *job = req->data;
+    job->gw->jobs--;
+    if (status == 0) {
+        switch (job->kind) {
+        case JOB_MEMBER:
+            member_done(job);
+            break;
+        case JOB_SYNC:
+            sync_done(job);
+            break;
+        case JOB_CREATE_CONV:
+            create_conv_done(job);
+            break;
+        }
+    }
+    job_free(job);
+}
+
+static int submit(gw_job_t *job)
+{
+    int rc = uv_queue_work(job->gw->loop, &job->req, work_cb, after_cb);
+    if (rc != 0) {
+        job_free(job);
+        return rc;
+    }
+    job->gw->jobs++;
+    job->gw->metrics.store_jobs++;
+    return 0;
+}
+
+int gw_store_check_member(gw_conn_t *conn, const char *conv)
+{
+    gw_job_t *job = job_new(conn, JOB_MEMBER);
+    if (job == NULL)
+        return CHAT_ENOMEM;
+    snprintf(job->conv, sizeof(job->conv), "%s", conv);
+    int rc = submit(job);
+    if (rc == 0)
+        conn->blocked = 1;
+    return rc;
+}
+
+int gw_store_sync_start(gw_conn_t *conn, void *have_json)
+{
+    gw_sync_t *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        json_decref(have_json);
+        return CHAT_ENOMEM;
+    }
+    s->have = have_json ? have_json : json_object();
+    conn->sync = s;
+    gw_store_sync_next(conn);
+    return 0;
+}
+
+void gw_store_sync_next(gw_conn_t *conn)
+{
+    gw_sync_t *s = conn->sync;
+    if (s == NULL || s->running)
+        return;
+    gw_job_t *job = job_new(conn, JOB_SYNC);
+    if (job == NULL)
+        return;
+    job->sync = s;
+    s->running = 1;
+    if (submit(job) != 0) {
+        s->running = 0;
+        conn->sync = NULL;
+        sync_destroy(s);
+        gw_conn_send_error(conn, "internal", "sync could not continue", NULL, 1);
+    }
+}
+
+void gw_store_sync_free(gw_conn_t *conn)
+{
+    gw_sync_t *s = conn->sync;
+    if (s == NULL)
+        return;
+    conn->sync = NULL;
+    if (s->running)
+        s->orphan = 1; /* the job's completion frees it */
+    else
+        sync_destroy(s);
+}
+
+int gw_store_create_conversation(gw_conn_t *conn, const char *body, size_t len)
+{
+    gw_job_t *job = job_new(conn, JOB_CREATE_CONV);
+    if (job == NULL)
+        return CHAT_ENOMEM;
+    if (chat_buf_append(&job->in, body, len) != 0) {
+        job_free(job);
+        return CHAT_ETOOBIG;
+    }
+    return submit(job);
+}
+
+int gw_store_start(gw_t *gw, chat_error_t *err)
+{
+    gw->pool = chat_mongo_pool_new(gw->cfg->mongo_uri, "chat-gateway", err);
+    if (gw->pool == NULL)
+        return CHAT_EMONGO;
+    gw->db = chat_mongo_db_name(gw->pool);
+    mongoc_client_t *client = mongoc_client_pool_pop(gw->pool);
+    int rc = chat_mongo_ensure_indexes(client, gw->db, err);
+    mongoc_client_pool_push(gw->pool, client);
+    return rc;
+}
+
+void gw_store_stop(gw_t *gw)
+{
+    if (gw->pool != NULL)
+        chat_mongo_pool_destroy(gw->pool);
+    gw->pool = NULL;
+}

@@ -1,0 +1,219 @@
+/* WebSocket sessions on top of wslay. wslay does no I/O: the read callback
+ * feeds it the bytes just read, and what it wants to send (pongs, closes)
+ * lands in the connection's outbound queue, flushed once per loop
+ * iteration. Server text frames are framed here directly (they are never
+ * masked), so a routed frame is copied once, into the outbound queue. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat-error.h"
+#include "chat-log.h"
+#include "gw-private.h"
+
+int gw_ws_encode(chat_buf_t *out, int opcode, const char *data, size_t len)
+{
+    unsigned char hdr[10];
+    size_t n;
+    hdr[0] = (unsigned char)(0x80 | (opcode & 0x0f));
+    if (len < 126) {
+        hdr[1] = (unsigned char)len;
+        n = 2;
+    } else if (len < 65536) {
+        hdr[1] = 126;
+        hdr[2] = (unsigned char)(len >> 8);
+        hdr[3] = (unsigned char)len;
+        n = 4;
+    } else {
+        hdr[1] = 127;
+        for (int i = 0; i < 8; i++)
+            hdr[2 + i] = (unsigned char)((uint64_t)len >> (8 * (7 - i)));
+        n = 10;
+    }
+    int rc = chat_buf_reserve(out, n + len);
+    if (rc != 0)
+        return rc;
+    memcpy(out->data + out->len, hdr, n);
+    if (len > 0)
+        memcpy(out->data + out->len + n, data, len);
+    out->len += n + len;
+    return 0;
+}
+
+/* Returns 1 if s[0..len) is well-formed UTF-8 (no overlongs, no surrogates,
+ * nothing above U+10FFFF), as RFC 6455 requires of text frames. */
+static int utf8_valid(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;
+        uint32_t cp;
+        if ((c & 0xe0) == 0xc0) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (i + n >= len)
+            return 0;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+static ssize_t recv_callback(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                             void *data)
+{
+    gw_conn_t *conn = data;
+    (void)flags;
+    if (conn->in_len == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    size_t n = len < conn->in_len ? len : conn->in_len;
+    memcpy(buf, conn->in, n);
+    conn->in += n;
+    conn->in_len -= n;
+    return (ssize_t)n;
+}
+
+static ssize_t send_callback(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
+                             int flags, void *user)
+{
+    gw_conn_t *conn = user;
+    (void)flags;
+    /* Control frames only, and small: append without the slow-client check,
+     * which could free the context we are called from. */
+    if (conn->state == GW_CONN_CLOSING || chat_buf_append(&conn->out, data, len) != 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    gw_conn_mark_dirty(conn);
+    return (ssize_t)len;
+}
+
+static int genmask_callback(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *data)
+{
+    /* Servers never mask; wslay asks only when it would. */
+    (void)ctx;
+    (void)data;
+    memset(buf, 0, len);
+    return 0;
+}
+
+static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                        void *data)
+{
+    gw_conn_t *conn = data;
+    if (conn->state != GW_CONN_WS)
+        return;
+    switch (arg->opcode) {
+    case WSLAY_TEXT_FRAME:
+        if (!utf8_valid(arg->msg, arg->msg_length)) {
+            wslay_event_queue_close(ctx, 1007, (const uint8_t *)"invalid UTF-8", 13);
+            return;
+        }
+        conn->gw->metrics.frames_in++;
+        gw_frames_handle(conn, (const char *)arg->msg, arg->msg_length);
+        break;
+    case WSLAY_BINARY_FRAME:
+        wslay_event_queue_close(ctx, 1003, (const uint8_t *)"text frames only", 16);
+        break;
+    default:
+        /* Pings are answered and closes echoed by wslay itself. */
+        break;
+    }
+}
+
+static const struct wslay_event_callbacks callbacks = {
+    recv_callback, send_callback, genmask_callback, NULL, NULL, NULL, on_msg_recv,
+};
+
+void gw_ws_free(gw_conn_t *conn)
+{
+    if (conn->ws != NULL && !conn->ws_busy) {
+        wslay_event_context_free(conn->ws);
+        conn->ws = NULL;
+    }
+}
+
+static void pump(gw_conn_t *conn)
+{
+    conn->ws_busy = 1;
+    int rc = wslay_event_recv(conn->ws);
+    if (rc == 0 && conn->state != GW_CONN_CLOSING)
+        rc = wslay_event_send(conn->ws);
+    conn->ws_busy = 0;
+    if (conn->state == GW_CONN_CLOSING) {
+        /* Closed from inside a callback: the context could not go then. */
+        gw_ws_free(conn);
+        return;
+    }
+    if (rc != 0 && rc != WSLAY_ERR_WOULDBLOCK) {
+        CHAT_DEBUG("conn %s: websocket error %d", conn->id, rc);
+        gw_conn_close(conn);
+        return;
+    }
+    if (!wslay_event_want_read(conn->ws) && !wslay_event_want_write(conn->ws)) {
+        /* Both sides sent close: the TCP connection ends once flushed. */
+        conn->close_after_flush = 1;
+        gw_conn_pause(conn);
+        gw_conn_mark_dirty(conn);
+        if (conn->out.len == 0 && !conn->writing)
+            gw_conn_close(conn);
+    } else if (!wslay_event_want_read(conn->ws)) {
+        gw_conn_pause(conn);
+    }
+}
+
+void gw_ws_on_read(gw_conn_t *conn, const char *data, size_t len)
+{
+    if (conn->ws == NULL)
+        return;
+    conn->in = (const uint8_t *)data;
+    conn->in_len = len;
+    pump(conn);
+    conn->in = NULL;
+    conn->in_len = 0;
+}
+
+int gw_ws_start(gw_conn_t *conn, const char *rest, size_t rest_len)
+{
+    gw_t *gw = conn->gw;
+    if (wslay_event_context_server_init(&conn->ws, &callbacks, conn) != 0) {
+        gw_conn_close(conn);
+        return CHAT_ENOMEM;
+    }
+    wslay_event_config_set_max_recv_msg_length(conn->ws, (uint64_t)gw->cfg->max_frame);
+    conn->state = GW_CONN_WS;
+    gw->metrics.ws_upgrades++;
+    gw->metrics.ws_open++;
+    if (gw_conn_attach_user(conn) != 0) {
+        gw_conn_close(conn);
+        return CHAT_ENOMEM;
+    }
+    CHAT_DEBUG("conn %s: websocket open for user %s", conn->id, conn->user);
+    /* Presence first; `hello` follows its acknowledgement. */
+    gw_presence_register(conn);
+    if (rest_len > 0)
+        gw_ws_on_read(conn, rest, rest_len);
+    return 0;
+}
