@@ -174,7 +174,34 @@ void gw_presence_stop(gw_t *gw);
 void gw_presence_register(gw_conn_t *conn);
 void gw_presence_unregister(gw_t *gw, const char *user, const char *conn_id);
 
+/* A unit of store work: work runs on a thread-pool thread with no access to
+ * loop state; done runs on the loop and finds its connection by serial
+ * (it may be gone). in/out are the job's own buffers; ptr is freed with it. */
+typedef struct gw_job_s gw_job_t;
+typedef void (*gw_job_fn)(gw_job_t *job);
+struct gw_job_s {
+    uv_work_t req;
+    gw_t *gw;
+    gw_job_fn work;
+    gw_job_fn done;
+    uint64_t serial;
+    char user[CHAT_NAME_MAX + 1];
+    char conv[CHAT_NAME_MAX + 1];
+    char arg[CHAT_NAME_MAX + 1];
+    int64_t n1, n2;
+    int result; /* < 0 a CHAT_E* */
+    int status; /* HTTP status */
+    gw_sync_t *sync;
+    void *ptr;
+    chat_buf_t in;
+    chat_buf_t out;
+    chat_error_t err;
+};
+
 /* gw-store.c */
+gw_job_t *gw_job_new(gw_conn_t *conn, gw_job_fn work, gw_job_fn done);
+/* Queues the job; on failure frees it and returns a libuv error. */
+int gw_job_submit(gw_job_t *job);
 int gw_store_start(gw_t *gw, chat_error_t *err);
 void gw_store_stop(gw_t *gw);
 /* Cached membership: 1 member, 0 not, -1 unknown (ask the store). */

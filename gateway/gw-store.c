@@ -12,8 +12,6 @@
 
 #define MEMBER_CACHE_MAX 200000
 
-typedef enum { JOB_MEMBER, JOB_SYNC, JOB_CREATE_CONV } gw_job_kind_t;
-
 struct gw_sync_s {
     json_t *have;   /* the client's {conv: seq} */
     char **convs;   /* the user's conversations, loaded by the first page */
@@ -27,28 +25,16 @@ struct gw_sync_s {
     int orphan;  /* the connection closed while a job ran */
 };
 
-typedef struct gw_job_s {
-    uv_work_t req;
-    gw_t *gw;
-    gw_job_kind_t kind;
-    uint64_t serial;
-    char user[CHAT_NAME_MAX + 1];
-    char conv[CHAT_NAME_MAX + 1];
-    int result; /* member: 1 yes, 0 no; < 0 a CHAT_E* */
-    int status; /* HTTP status for JOB_CREATE_CONV */
-    gw_sync_t *sync;
-    chat_buf_t in;
-    chat_buf_t out; /* frames as [u32 length][bytes], or an HTTP body */
-    chat_error_t err;
-} gw_job_t;
 
-static gw_job_t *job_new(gw_conn_t *conn, gw_job_kind_t kind)
+
+gw_job_t *gw_job_new(gw_conn_t *conn, gw_job_fn work, gw_job_fn done)
 {
     gw_job_t *job = calloc(1, sizeof(*job));
     if (job == NULL)
         return NULL;
     job->gw = conn->gw;
-    job->kind = kind;
+    job->work = work;
+    job->done = done;
     job->serial = conn->serial;
     job->req.data = job;
     memcpy(job->user, conn->user, sizeof(job->user));
@@ -61,6 +47,7 @@ static void job_free(gw_job_t *job)
 {
     chat_buf_close(&job->in);
     chat_buf_close(&job->out);
+    free(job->ptr);
     free(job);
 }
 
@@ -551,40 +538,19 @@ static void create_conv_done(gw_job_t *job)
 static void work_cb(uv_work_t *req)
 {
     gw_job_t *job = req->data;
-    switch (job->kind) {
-    case JOB_MEMBER:
-        member_work(job);
-        break;
-    case JOB_SYNC:
-        sync_work(job);
-        break;
-    case JOB_CREATE_CONV:
-        create_conv_work(job);
-        break;
-    }
+    job->work(job);
 }
 
 static void after_cb(uv_work_t *req, int status)
 {
     gw_job_t *job = req->data;
     job->gw->jobs--;
-    if (status == 0) {
-        switch (job->kind) {
-        case JOB_MEMBER:
-            member_done(job);
-            break;
-        case JOB_SYNC:
-            sync_done(job);
-            break;
-        case JOB_CREATE_CONV:
-            create_conv_done(job);
-            break;
-        }
-    }
+    if (status == 0)
+        job->done(job);
     job_free(job);
 }
 
-static int submit(gw_job_t *job)
+int gw_job_submit(gw_job_t *job)
 {
     int rc = uv_queue_work(job->gw->loop, &job->req, work_cb, after_cb);
     if (rc != 0) {
@@ -598,11 +564,11 @@ static int submit(gw_job_t *job)
 
 int gw_store_check_member(gw_conn_t *conn, const char *conv)
 {
-    gw_job_t *job = job_new(conn, JOB_MEMBER);
+    gw_job_t *job = gw_job_new(conn, member_work, member_done);
     if (job == NULL)
         return CHAT_ENOMEM;
     snprintf(job->conv, sizeof(job->conv), "%s", conv);
-    int rc = submit(job);
+    int rc = gw_job_submit(job);
     if (rc == 0)
         conn->blocked = 1;
     return rc;
@@ -626,12 +592,12 @@ void gw_store_sync_next(gw_conn_t *conn)
     gw_sync_t *s = conn->sync;
     if (s == NULL || s->running)
         return;
-    gw_job_t *job = job_new(conn, JOB_SYNC);
+    gw_job_t *job = gw_job_new(conn, sync_work, sync_done);
     if (job == NULL)
         return;
     job->sync = s;
     s->running = 1;
-    if (submit(job) != 0) {
+    if (gw_job_submit(job) != 0) {
         s->running = 0;
         conn->sync = NULL;
         sync_destroy(s);
@@ -653,14 +619,14 @@ void gw_store_sync_free(gw_conn_t *conn)
 
 int gw_store_create_conversation(gw_conn_t *conn, const char *body, size_t len)
 {
-    gw_job_t *job = job_new(conn, JOB_CREATE_CONV);
+    gw_job_t *job = gw_job_new(conn, create_conv_work, create_conv_done);
     if (job == NULL)
         return CHAT_ENOMEM;
     if (chat_buf_append(&job->in, body, len) != 0) {
         job_free(job);
         return CHAT_ETOOBIG;
     }
-    return submit(job);
+    return gw_job_submit(job);
 }
 
 int gw_store_start(gw_t *gw, chat_error_t *err)

@@ -63,6 +63,11 @@ int chat_event_validate(const chat_event_t *ev, size_t body_max, chat_error_t *e
         if (ev->upto < 1)
             return chat_error_set(err, CHAT_EINVAL, "upto must be a seq >= 1");
         break;
+    case CHAT_EV_MEMBER_ADD:
+    case CHAT_EV_MEMBER_REMOVE:
+        if (!chat_name_valid(ev->user, strlen(ev->user)))
+            return chat_error_set(err, CHAT_EINVAL, "user must be a user id");
+        break;
     default:
         break;
     }
@@ -98,6 +103,8 @@ int chat_event_encode(const chat_event_t *ev, chat_buf_t *out)
         rc = rc ? rc : chat_buf_append_str(out, ",\"target\":");
         rc = rc ? rc : chat_buf_append_i64(out, ev->target);
     }
+    if (ev->user[0])
+        rc = rc ? rc : put_str(out, ",\"user\":", ev->user);
     if (ev->body != NULL) {
         rc = rc ? rc : chat_buf_append_str(out, ",\"body\":");
         rc = rc ? rc : chat_buf_append_json_str(out, ev->body, ev->body_len);
@@ -155,8 +162,9 @@ int chat_event_decode(const char *data, size_t len, size_t body_max, chat_event_
     if (get_name(root, "conv", ev->conv, sizeof(ev->conv), 1) != 0 ||
         get_name(root, "from", ev->from, sizeof(ev->from), 1) != 0 ||
         get_name(root, "dev", ev->dev, sizeof(ev->dev), 0) != 0 ||
-        get_name(root, "cid", ev->cid, sizeof(ev->cid), 0) != 0)
-        return chat_error_set(err, CHAT_EPARSE, "conv, from, dev or cid is malformed");
+        get_name(root, "cid", ev->cid, sizeof(ev->cid), 0) != 0 ||
+        get_name(root, "user", ev->user, sizeof(ev->user), 0) != 0)
+        return chat_error_set(err, CHAT_EPARSE, "conv, from, dev, cid or user is malformed");
     if (get_int(root, "ts", &ev->ts) != 0 || get_int(root, "upto", &ev->upto) != 0 ||
         get_int(root, "target", &ev->target) != 0)
         return chat_error_set(err, CHAT_EPARSE, "ts, upto or target is not an integer");

@@ -23,7 +23,10 @@
     XX(DELIVERED, "delivered")                                                                     \
     XX(READ, "read")                                                                               \
     XX(EDIT, "edit")                                                                               \
-    XX(DELETE, "delete")
+    XX(DELETE, "delete")                                                                           \
+    XX(MEMBER_ADD, "member_add")                                                                   \
+    XX(MEMBER_REMOVE, "member_remove")                                                             \
+    XX(CONV_DELETE, "conv_delete")
 
 typedef enum {
     CHAT_EV_NONE = 0,
@@ -42,6 +45,7 @@ typedef struct chat_event_s {
     int64_t ts;                  /* gateway time, ms since the epoch */
     int64_t upto;                /* delivered/read: the watermark seq */
     int64_t target;              /* edit/delete: the seq of the message changed */
+    char user[CHAT_NAME_MAX + 1]; /* member_add/member_remove: the member */
     const char *body;            /* message/edit: UTF-8 text, body_len bytes */
     size_t body_len;
     void *json_; /* private: the parsed document that body points into */
@@ -53,7 +57,7 @@ chat_event_type_t chat_event_type_parse(const char *s);
 
 /* Checks what every event of its type needs: ids well formed, ts > 0, a body
  * of 1..body_max bytes for message/edit, upto >= 1 for receipts, target >= 1
- * for edit/delete. Returns 0 or CHAT_EINVAL/CHAT_ETOOBIG with err filled. */
+ * for edit/delete, a user for member_add/member_remove. Returns 0 or CHAT_EINVAL/CHAT_ETOOBIG with err filled. */
 int chat_event_validate(const chat_event_t *ev, size_t body_max, chat_error_t *err);
 
 /* Appends ev as envelope JSON to out (no allocation beyond out's growth).
