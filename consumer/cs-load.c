@@ -1,0 +1,290 @@
+#include "cs-load.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "chat-log.h"
+
+static int ok(const cs_item_t *item)
+{
+    return !item->dlq;
+}
+
+static int is_receipt(const cs_item_t *item)
+{
+    return item->ev.type == CHAT_EV_DELIVERED || item->ev.type == CHAT_EV_READ;
+}
+
+static int is_change(const cs_item_t *item)
+{
+    return item->ev.type == CHAT_EV_EDIT || item->ev.type == CHAT_EV_DELETE;
+}
+
+static void begin_query(cs_pipeline_t *p)
+{
+    cs_map_clear(p->want);
+    p->nkeys = 0;
+}
+
+/* Adds key to the query unless it is there already; item is what the answer
+ * is for. key must live as long as the batch (it points into an item). */
+static int want(cs_pipeline_t *p, const char *key, cs_item_t *item)
+{
+    if (cs_map_get(p->want, key) != NULL)
+        return 0;
+    if (cs_map_put(p->want, key, item) != 0)
+        return CHAT_ENOMEM;
+    p->keys[p->nkeys++] = key;
+    return 0;
+}
+
+typedef struct conv_ctx_s {
+    cs_pipeline_t *p;
+    int rc;
+} conv_ctx_t;
+
+static void conv_loaded_cb(const char *id, const char *const *members, size_t n, void *data)
+{
+    conv_ctx_t *ctx = data;
+    cs_pipeline_t *p = ctx->p;
+    cs_item_t *item = cs_map_get(p->want, id);
+    cs_conv_t *conv;
+    if (item == NULL)
+        return;
+    /* last_seq is filled in once every document is in. */
+    if (cs_state_conv_put(p->state, id, item->rkm->partition, members, n, 0, &conv) != 0) {
+        ctx->rc = CHAT_ENOMEM;
+        return;
+    }
+    conv->refreshed = p->batch;
+}
+
+static void conv_refreshed_cb(const char *id, const char *const *members, size_t n, void *data)
+{
+    conv_ctx_t *ctx = data;
+    cs_pipeline_t *p = ctx->p;
+    cs_conv_t *old = cs_state_conv_get(p->state, id), *conv;
+    if (old == NULL)
+        return;
+    cs_conv_t keep = *old; /* old dies in the put */
+    if (cs_state_conv_put(p->state, id, keep.partition, members, n, keep.last_seq, &conv) != 0) {
+        ctx->rc = CHAT_ENOMEM;
+        return;
+    }
+    conv->written = keep.written;
+    conv->routed = keep.routed;
+    conv->refreshed = p->batch;
+    CHAT_DEBUG("conv %s (partition %d): members reloaded, %zu now", id, (int)keep.partition, n);
+}
+
+int cs_load_convs(cs_pipeline_t *p, chat_error_t *err)
+{
+    conv_ctx_t ctx = {p, 0};
+    int rc;
+
+    begin_query(p);
+    for (size_t i = 0; i < p->n; i++) {
+        cs_item_t *item = &p->items[i];
+        if (ok(item) && cs_state_conv_get(p->state, item->ev.conv) == NULL &&
+            (rc = want(p, item->ev.conv, item)) != 0)
+            return chat_error_set(err, rc, "out of memory");
+    }
+    if (p->nkeys > 0) {
+        rc = cs_store_find_convs(p->store, p->keys, p->nkeys, conv_loaded_cb, &ctx, err);
+        if (rc == 0 && ctx.rc != 0)
+            rc = chat_error_set(err, ctx.rc, "out of memory");
+        for (size_t k = 0; k < p->nkeys && rc == 0; k++) {
+            cs_conv_t *conv = cs_state_conv_get(p->state, p->keys[k]);
+            if (conv == NULL)
+                continue;
+            rc = cs_store_last_seq(p->store, conv->id, &conv->last_seq, err);
+            if (rc == 0)
+                CHAT_DEBUG("conv %s (partition %d): loaded, %zu members, last seq %lld",
+                           conv->id, (int)conv->partition, conv->n_members,
+                           (long long)conv->last_seq);
+        }
+        if (rc != 0)
+            return rc;
+    }
+
+    /* A sender missing from a cached member list may have joined since it
+     * was loaded: read the list again, once per conversation per batch. */
+    begin_query(p);
+    for (size_t i = 0; i < p->n; i++) {
+        cs_item_t *item = &p->items[i];
+        cs_conv_t *conv = ok(item) ? cs_state_conv_get(p->state, item->ev.conv) : NULL;
+        if (conv != NULL && conv->refreshed != p->batch &&
+            !cs_conv_has_member(conv, item->ev.from)) {
+            conv->refreshed = p->batch;
+            if ((rc = want(p, item->ev.conv, item)) != 0)
+                return chat_error_set(err, rc, "out of memory");
+        }
+    }
+    if (p->nkeys > 0) {
+        rc = cs_store_find_convs(p->store, p->keys, p->nkeys, conv_refreshed_cb, &ctx, err);
+        if (rc == 0 && ctx.rc != 0)
+            rc = chat_error_set(err, ctx.rc, "out of memory");
+        if (rc != 0)
+            return rc;
+    }
+
+    for (size_t i = 0; i < p->n; i++) {
+        cs_item_t *item = &p->items[i];
+        if (!ok(item))
+            continue;
+        cs_conv_t *conv = cs_state_conv_get(p->state, item->ev.conv);
+        if (conv == NULL)
+            cs_item_reject(item, "unknown conversation");
+        else if (conv->n_members > (size_t)p->cfg->group_max)
+            cs_item_reject(item, "conversation has %zu members, more than group_max %lld",
+                           conv->n_members, (long long)p->cfg->group_max);
+        else if (!cs_conv_has_member(conv, item->ev.from))
+            cs_item_reject(item, "sender is not a member");
+        else
+            item->conv = conv;
+    }
+    return 0;
+}
+
+static void seq_found_cb(const char *id, int64_t seq, void *data)
+{
+    cs_pipeline_t *p = data;
+    cs_item_t *item = cs_map_get(p->ids, id);
+    if (item != NULL)
+        item->stored_seq = seq;
+}
+
+int cs_load_messages(cs_pipeline_t *p, chat_error_t *err)
+{
+    cs_map_clear(p->ids);
+    p->nkeys = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        cs_item_t *item = &p->items[i];
+        if (!ok(item) || item->ev.type != CHAT_EV_MESSAGE)
+            continue;
+        cs_item_t *first = cs_map_get(p->ids, item->ev.id);
+        if (first != NULL) {
+            item->first = first;
+            continue;
+        }
+        if (cs_map_put(p->ids, item->ev.id, item) != 0)
+            return chat_error_set(err, CHAT_ENOMEM, "out of memory");
+        p->keys[p->nkeys++] = item->ev.id;
+    }
+    if (p->nkeys == 0)
+        return 0;
+    return cs_store_find_messages(p->store, p->keys, p->nkeys, seq_found_cb, p, err);
+}
+
+typedef struct mark_ctx_s {
+    cs_pipeline_t *p;
+    int rc;
+} mark_ctx_t;
+
+static void mark_found_cb(const char *key, int64_t delivered, int64_t read, void *data)
+{
+    mark_ctx_t *ctx = data;
+    cs_item_t *item = cs_map_get(ctx->p->want, key);
+    cs_mark_t *mark;
+    if (item != NULL &&
+        cs_state_mark_put(ctx->p->state, key, item->rkm->partition, delivered, read, &mark) != 0)
+        ctx->rc = CHAT_ENOMEM;
+}
+
+int cs_load_marks(cs_pipeline_t *p, chat_error_t *err)
+{
+    mark_ctx_t ctx = {p, 0};
+    cs_mark_t *mark;
+    int rc;
+
+    begin_query(p);
+    for (size_t i = 0; i < p->n; i++) {
+        cs_item_t *item = &p->items[i];
+        if (!ok(item) || !is_receipt(item))
+            continue;
+        cs_mark_key(item->key, item->ev.conv, item->ev.from);
+        if (cs_state_mark_get(p->state, item->key) == NULL && (rc = want(p, item->key, item)) != 0)
+            return chat_error_set(err, rc, "out of memory");
+    }
+    if (p->nkeys > 0) {
+        rc = cs_store_find_marks(p->store, p->keys, p->nkeys, mark_found_cb, &ctx, err);
+        if (rc == 0 && ctx.rc != 0)
+            rc = chat_error_set(err, ctx.rc, "out of memory");
+        if (rc != 0)
+            return rc;
+        /* No document yet: nothing delivered or read. */
+        for (size_t k = 0; k < p->nkeys; k++) {
+            cs_item_t *item = cs_map_get(p->want, p->keys[k]);
+            if (cs_state_mark_get(p->state, p->keys[k]) == NULL &&
+                cs_state_mark_put(p->state, p->keys[k], item->rkm->partition, 0, 0, &mark) != 0)
+                return chat_error_set(err, CHAT_ENOMEM, "out of memory");
+        }
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        cs_item_t *item = &p->items[i];
+        if (ok(item) && is_receipt(item))
+            item->mark = cs_state_mark_get(p->state, item->key);
+    }
+    return 0;
+}
+
+static void target_key(char *key, size_t size, const char *conv, int64_t seq)
+{
+    snprintf(key, size, "%s/%lld", conv, (long long)seq);
+}
+
+cs_target_t *cs_load_find_target(cs_pipeline_t *p, const char *conv, int64_t seq)
+{
+    char key[CHAT_NAME_MAX + 24];
+    target_key(key, sizeof(key), conv, seq);
+    return cs_map_get(p->target_map, key);
+}
+
+cs_target_t *cs_load_add_target(cs_pipeline_t *p, const char *conv, int64_t seq,
+                                const char *from, int deleted)
+{
+    if (p->n_targets == 2 * p->cap)
+        return NULL;
+    cs_target_t *t = &p->targets[p->n_targets];
+    target_key(t->key, sizeof(t->key), conv, seq);
+    cs_target_t *old = cs_map_get(p->target_map, t->key);
+    if (old != NULL)
+        return old;
+    snprintf(t->from, sizeof(t->from), "%s", from);
+    t->deleted = deleted;
+    if (cs_map_put(p->target_map, t->key, t) != 0)
+        return NULL;
+    p->n_targets++;
+    return t;
+}
+
+static void target_found_cb(const char *conv, int64_t seq, const char *from, int deleted,
+                            void *data)
+{
+    cs_load_add_target(data, conv, seq, from, deleted);
+}
+
+int cs_load_targets(cs_pipeline_t *p, chat_error_t *err)
+{
+    int rc;
+    p->n_targets = 0;
+    cs_map_clear(p->target_map);
+    begin_query(p);
+    for (size_t i = 0; i < p->n; i++) {
+        cs_item_t *item = &p->items[i];
+        /* A target above last_seq can only be a message of this batch (or
+         * none); the apply pass records those as it gives their seqs. */
+        if (!ok(item) || !is_change(item) || item->ev.target > item->conv->last_seq)
+            continue;
+        target_key(item->key, sizeof(item->key), item->ev.conv, item->ev.target);
+        if (cs_map_get(p->want, item->key) != NULL)
+            continue;
+        p->seqs[p->nkeys] = item->ev.target;
+        if ((rc = want(p, item->key, item)) != 0)
+            return chat_error_set(err, rc, "out of memory");
+        p->keys[p->nkeys - 1] = item->ev.conv;
+    }
+    if (p->nkeys == 0)
+        return 0;
+    return cs_store_find_targets(p->store, p->keys, p->seqs, p->nkeys, target_found_cb, p, err);
+}

@@ -1,0 +1,286 @@
+#include "cs-source.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chat-kafka.h"
+#include "chat-log.h"
+
+struct cs_source_s {
+    rd_kafka_t *rk;
+    char topic[256];
+    cs_source_change_cb change_cb;
+    void *data;
+
+    /* The batch being collected, so that a revocation inside a poll can
+     * take its lost partitions' messages out. */
+    rd_kafka_message_t **msgs;
+    size_t *n;
+
+    int32_t *parts; /* scratch for change_cb */
+    size_t parts_cap;
+};
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void drop_from_batch(cs_source_t *src, const int32_t *parts, size_t np)
+{
+    size_t kept = 0, dropped = 0;
+    if (src->msgs == NULL)
+        return;
+    for (size_t i = 0; i < *src->n; i++) {
+        rd_kafka_message_t *rkm = src->msgs[i];
+        int lost = 0;
+        for (size_t k = 0; k < np && !lost; k++)
+            lost = rkm->partition == parts[k];
+        if (lost) {
+            rd_kafka_message_destroy(rkm);
+            dropped++;
+        } else {
+            src->msgs[kept++] = rkm;
+        }
+    }
+    *src->n = kept;
+    if (dropped > 0)
+        CHAT_INFO("kafka: dropped %zu uncommitted messages of revoked partitions; their new "
+                  "owner reads them again",
+                  dropped);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
+                         rd_kafka_topic_partition_list_t *list, void *data)
+{
+    cs_source_t *src = data;
+    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    int gained = code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+    size_t np = 0;
+    char desc[512] = "";
+
+    if ((size_t)list->cnt > src->parts_cap) {
+        int32_t *p = realloc(src->parts, (size_t)list->cnt * sizeof(*p));
+        if (p != NULL) {
+            src->parts = p;
+            src->parts_cap = (size_t)list->cnt;
+        }
+    }
+    for (int i = 0; i < list->cnt; i++) {
+        size_t l = strlen(desc);
+        if (l + 8 < sizeof(desc))
+            snprintf(desc + l, sizeof(desc) - l, "%s%d", i ? "," : "",
+                     (int)list->elems[i].partition);
+        if (np < src->parts_cap)
+            src->parts[np++] = list->elems[i].partition;
+    }
+    if (np < (size_t)list->cnt) {
+        /* Out of memory for the list: forgetting everything is always safe. */
+        CHAT_WARN("kafka: rebalance list too long to copy; dropping all cached state");
+        src->change_cb(NULL, 0, gained, src->data);
+    }
+
+    if (gained) {
+        CHAT_INFO("kafka: assigned %s partitions [%s]", cooperative ? "incremental" : "all",
+                  desc);
+        src->change_cb(src->parts, np, 1, src->data);
+        rd_kafka_error_t *error = NULL;
+        rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (cooperative)
+            error = rd_kafka_incremental_assign(rk, list);
+        else
+            e = rd_kafka_assign(rk, list);
+        if (error != NULL) {
+            CHAT_ERROR("kafka: incremental assign failed: %s", rd_kafka_error_string(error));
+            rd_kafka_error_destroy(error);
+        } else if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            CHAT_ERROR("kafka: assign failed: %s", rd_kafka_err2str(e));
+        }
+        return;
+    }
+
+    if (rd_kafka_assignment_lost(rk))
+        CHAT_WARN("kafka: lost partitions [%s] (session timed out?); uncommitted work is "
+                  "replayed by their new owner",
+                  desc);
+    else
+        CHAT_INFO("kafka: revoked partitions [%s]", desc);
+    drop_from_batch(src, src->parts, np);
+    src->change_cb(src->parts, np, 0, src->data);
+    if (cooperative) {
+        rd_kafka_error_t *error = rd_kafka_incremental_unassign(rk, list);
+        if (error != NULL) {
+            CHAT_ERROR("kafka: incremental unassign failed: %s", rd_kafka_error_string(error));
+            rd_kafka_error_destroy(error);
+        }
+    } else {
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+cs_source_t *cs_source_new(const char *brokers, const char *group, const char *topic,
+                           const char *client_id, cs_source_change_cb change_cb, void *data,
+                           chat_error_t *err)
+{
+    cs_source_t *src = calloc(1, sizeof(*src));
+    if (src == NULL) {
+        chat_error_set(err, CHAT_ENOMEM, "kafka: out of memory");
+        return NULL;
+    }
+    snprintf(src->topic, sizeof(src->topic), "%s", topic);
+    src->change_cb = change_cb;
+    src->data = data;
+    const char *const extra[] = {"client.id", client_id, NULL};
+    src->rk = chat_kafka_consumer_new_with_rebalance(brokers, group, extra, rebalance_cb, src, err);
+    if (src->rk == NULL) {
+        free(src);
+        return NULL;
+    }
+    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(subs, topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(src->rk, subs);
+    rd_kafka_topic_partition_list_destroy(subs);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        chat_error_set(err, CHAT_EKAFKA, "kafka: subscribe to %s: %s", topic,
+                       rd_kafka_err2str(e));
+        rd_kafka_destroy(src->rk);
+        free(src);
+        return NULL;
+    }
+    return src;
+}
+
+void cs_source_destroy(cs_source_t *src)
+{
+    if (src == NULL)
+        return;
+    src->msgs = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_consumer_close(src->rk);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        CHAT_WARN("kafka: leaving the group: %s", rd_kafka_err2str(e));
+    rd_kafka_destroy(src->rk);
+    free(src->parts);
+    free(src);
+}
+
+int cs_source_fill(cs_source_t *src, rd_kafka_message_t **msgs, size_t max, int wait_ms,
+                   int batch_ms, size_t *n)
+{
+    uint64_t deadline = 0;
+    *n = 0;
+    src->msgs = msgs;
+    src->n = n;
+    while (*n < max) {
+        int timeout;
+        if (*n == 0) {
+            timeout = wait_ms;
+        } else {
+            uint64_t now = mono_ms();
+            timeout = now >= deadline ? 0 : (int)(deadline - now);
+        }
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(src->rk, timeout);
+        if (rkm == NULL) {
+            if (*n == 0 || timeout == 0)
+                break;
+            continue;
+        }
+        if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                CHAT_WARN("kafka %s/%d: %s", src->topic, (int)rkm->partition,
+                          rd_kafka_message_errstr(rkm));
+            rd_kafka_message_destroy(rkm);
+            if (*n == 0)
+                break; /* let the caller look at its clock and flags */
+            continue;
+        }
+        if (*n == 0)
+            deadline = mono_ms() + (uint64_t)batch_ms;
+        msgs[(*n)++] = rkm;
+    }
+    src->msgs = NULL;
+    return 0;
+}
+
+/* Builds the list of each partition's first (first=1) or last+1 offset. */
+static rd_kafka_topic_partition_list_t *offsets(cs_source_t *src, rd_kafka_message_t *const *msgs,
+                                                size_t n, int first)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(16);
+    for (size_t i = 0; i < n; i++) {
+        const rd_kafka_message_t *rkm = msgs[i];
+        int64_t off = first ? rkm->offset : rkm->offset + 1;
+        rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_find(list, src->topic, rkm->partition);
+        if (tp == NULL)
+            rd_kafka_topic_partition_list_add(list, src->topic, rkm->partition)->offset = off;
+        else if (first ? off < tp->offset : off > tp->offset)
+            tp->offset = off;
+    }
+    return list;
+}
+
+int cs_source_commit(cs_source_t *src, rd_kafka_message_t *const *msgs, size_t n)
+{
+    if (n == 0)
+        return 0;
+    rd_kafka_topic_partition_list_t *list = offsets(src, msgs, n, 0);
+    rd_kafka_resp_err_t e = rd_kafka_commit(src->rk, list, 0);
+    int rc = 0;
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        CHAT_WARN("kafka %s: commit of %d partitions failed: %s", src->topic, list->cnt,
+                  rd_kafka_err2str(e));
+        rc = CHAT_EKAFKA;
+    } else {
+        for (int i = 0; i < list->cnt; i++) {
+            if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                CHAT_WARN("kafka %s/%d: commit failed: %s", src->topic,
+                          (int)list->elems[i].partition, rd_kafka_err2str(list->elems[i].err));
+                rc = CHAT_EKAFKA;
+            }
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    return rc;
+}
+
+int cs_source_rewind(cs_source_t *src, rd_kafka_message_t *const *msgs, size_t n)
+{
+    if (n == 0)
+        return 0;
+    rd_kafka_topic_partition_list_t *list = offsets(src, msgs, n, 1);
+    rd_kafka_error_t *error = rd_kafka_seek_partitions(src->rk, list, 5000);
+    int rc = 0;
+    if (error != NULL) {
+        CHAT_ERROR("kafka %s: seek failed: %s", src->topic, rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+        rc = CHAT_EKAFKA;
+    }
+    rd_kafka_topic_partition_list_t *owned = NULL;
+    if (rc == 0 && rd_kafka_assignment(src->rk, &owned) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        owned = NULL;
+    for (int i = 0; i < list->cnt && rc == 0; i++) {
+        const rd_kafka_topic_partition_t *tp = &list->elems[i];
+        if (tp->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            CHAT_DEBUG("kafka %s/%d: rewound to %lld", src->topic, (int)tp->partition,
+                       (long long)tp->offset);
+            continue;
+        }
+        /* A partition revoked since the batch was read cannot be seeked, and
+         * need not be: its new owner starts from the committed offset. One we
+         * still own must be, or a later commit would skip the batch. */
+        int still_ours = owned == NULL ||
+                         rd_kafka_topic_partition_list_find(owned, src->topic, tp->partition);
+        CHAT_LOG(still_ours ? CHAT_LOG_ERROR : CHAT_LOG_INFO, "kafka %s/%d: seek to %lld failed: %s",
+                 src->topic, (int)tp->partition, (long long)tp->offset,
+                 rd_kafka_err2str(tp->err));
+        if (still_ours)
+            rc = CHAT_EKAFKA;
+    }
+    if (owned != NULL)
+        rd_kafka_topic_partition_list_destroy(owned);
+    rd_kafka_topic_partition_list_destroy(list);
+    return rc;
+}

@@ -1,0 +1,58 @@
+/* The consumer's Kafka side: a member of the consumer group on one topic
+ * that hands out batches, commits a batch's offsets once it is applied, and
+ * rewinds a batch that must be applied again.
+ *
+ * Rebalancing: the group uses cooperative-sticky (lib/chat-kafka.c), so a
+ * rebalance moves only the partitions that change owner and the others keep
+ * their warm caches. The rebalance callback does the incremental
+ * assign/unassign itself, tells the owner through change_cb which
+ * partitions came or went (the pipeline drops their cached state), and
+ * drops from the batch being collected any message of a partition it lost.
+ * Eager strategies (set partition.assignment.strategy in extra conf) work
+ * too: then every partition is revoked and assigned again, and all state is
+ * dropped. */
+#ifndef CS_SOURCE_H
+#define CS_SOURCE_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chat-error.h"
+
+typedef struct cs_source_s cs_source_t;
+
+/* Called from inside cs_source_fill when partitions are assigned (gained=1)
+ * or revoked or lost (gained=0). */
+typedef void (*cs_source_change_cb)(const int32_t *parts, size_t n, int gained, void *data);
+
+/* Joins group on topic. Strings are used during the call only. Returns the
+ * source, or NULL with err set. */
+cs_source_t *cs_source_new(const char *brokers, const char *group, const char *topic,
+                           const char *client_id, cs_source_change_cb change_cb, void *data,
+                           chat_error_t *err);
+
+/* Leaves the group cleanly (the revocation runs change_cb) and frees. NULL
+ * is a no-op. */
+void cs_source_destroy(cs_source_t *src);
+
+/* Collects a batch into msgs (at most max, owned by the caller who must
+ * rd_kafka_message_destroy each): waits up to wait_ms for the first
+ * message, then up to batch_ms more for the batch to fill. Sets *n (0 when
+ * nothing came). Returns 0. */
+int cs_source_fill(cs_source_t *src, rd_kafka_message_t **msgs, size_t max, int wait_ms,
+                   int batch_ms, size_t *n);
+
+/* Commits, synchronously, each partition of msgs[0..n) at its last offset
+ * + 1. Returns 0 or CHAT_EKAFKA (the batch is applied anyway; a later commit
+ * or a replay covers it). */
+int cs_source_commit(cs_source_t *src, rd_kafka_message_t *const *msgs, size_t n);
+
+/* Seeks each partition of msgs[0..n) back to its first offset in msgs, so
+ * that the next fills return the same messages again. Partitions no longer
+ * assigned are skipped. Returns 0, or CHAT_EKAFKA when a partition still
+ * assigned could not be rewound: the caller must then not commit again
+ * (exiting is the safe way out: the group replays from the last commit). */
+int cs_source_rewind(cs_source_t *src, rd_kafka_message_t *const *msgs, size_t n);
+
+#endif

@@ -1,0 +1,79 @@
+/* The consumer's in-memory state, per conversation and per member, for the
+ * partitions this process owns. Everything here is a cache of the store:
+ * it is loaded lazily, advanced as batches are applied, and may be dropped
+ * at any batch boundary (the pipeline drops it after a failed write, and the
+ * rebalance callback drops the partitions that come and go). That holds
+ * because this process is the only writer of its partitions' conversations
+ * while it owns them, and writes before it commits. */
+#ifndef CS_STATE_H
+#define CS_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chat-id.h"
+
+typedef struct cs_conv_s {
+    char id[CHAT_NAME_MAX + 1];
+    int32_t partition;   /* the partition whose events it was loaded for */
+    int64_t last_seq;    /* the highest seq given; max(seq) of the store at load */
+    size_t n_members;
+    const char **members; /* sorted, for bsearch */
+    /* Batch numbers that let the pipeline visit a conversation once per
+     * batch without a second index: the last batch that wrote it, reloaded
+     * its members, and named its members as recipients. */
+    uint64_t written;
+    uint64_t refreshed;
+    uint64_t routed;
+} cs_conv_t;
+
+/* A member's receipt watermarks. */
+typedef struct cs_mark_s {
+    char key[2 * CHAT_NAME_MAX + 2]; /* "<conv>/<user>", the members _id */
+    int32_t partition;
+    int64_t delivered;
+    int64_t read;
+    uint64_t batch; /* the last batch that moved it (see cs-pipeline) */
+} cs_mark_t;
+
+typedef struct cs_state_s cs_state_t;
+
+/* Returns an empty state, or NULL when out of memory. */
+cs_state_t *cs_state_new(void);
+/* Frees the state and every entry. NULL is a no-op. */
+void cs_state_destroy(cs_state_t *state);
+
+/* Returns the cached conversation, or NULL. The pointer stays valid until
+ * the entry is replaced or dropped (cs_state_conv_put, cs_state_clear*). */
+cs_conv_t *cs_state_conv_get(cs_state_t *state, const char *conv);
+
+/* Caches conversation conv with a copy of members (n names) and last_seq,
+ * replacing any entry it had (whose pointers die). Returns 0 and the entry
+ * in *out, or CHAT_ENOMEM. */
+int cs_state_conv_put(cs_state_t *state, const char *conv, int32_t partition,
+                      const char *const *members, size_t n, int64_t last_seq, cs_conv_t **out);
+
+/* Returns 1 if user is a member of conv. */
+int cs_conv_has_member(const cs_conv_t *conv, const char *user);
+
+/* Writes "<conv>/<user>" to key (2 * CHAT_NAME_MAX + 2 bytes). */
+void cs_mark_key(char *key, const char *conv, const char *user);
+
+/* Returns the cached watermarks for key ("<conv>/<user>"), or NULL. */
+cs_mark_t *cs_state_mark_get(cs_state_t *state, const char *key);
+
+/* Caches the watermarks of key, replacing any entry. Returns 0 and the entry
+ * in *out, or CHAT_ENOMEM. */
+int cs_state_mark_put(cs_state_t *state, const char *key, int32_t partition, int64_t delivered,
+                      int64_t read, cs_mark_t **out);
+
+/* Drops every entry loaded for one of parts[0..n). */
+void cs_state_clear_partitions(cs_state_t *state, const int32_t *parts, size_t n);
+
+/* Drops every entry. */
+void cs_state_clear(cs_state_t *state);
+
+/* How many entries (conversations plus members) are cached. */
+size_t cs_state_size(const cs_state_t *state);
+
+#endif

@@ -1,0 +1,535 @@
+#include "cs-store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat-log.h"
+#include "chat-mongo.h"
+
+enum { B_MESSAGES, B_CHANGES, B_CONVS, B_MARKS, B_COUNT };
+
+struct cs_store_s {
+    mongoc_client_pool_t *pool;
+    mongoc_client_t *client; /* popped once: the consumer has one thread */
+    char db[64];
+    mongoc_collection_t *messages;
+    mongoc_collection_t *conversations;
+    mongoc_collection_t *members;
+    mongoc_bulk_operation_t *bulk[B_COUNT]; /* created on the first queued write */
+    size_t queued[B_COUNT];
+    bson_t doc, sel; /* reused for every queued write; the bulk copies them */
+    const char **names; /* scratch for a conversation's members */
+    size_t names_cap;
+};
+
+/* Bounded timeouts matter more than speed here: a store that hangs must
+ * fail a batch (which is then retried) well before Kafka's
+ * max.poll.interval.ms expels us from the group. Majority write concern
+ * because offsets are committed once the write returns: a write a failing
+ * primary could roll back would be a lost message. */
+static char *uri_with_defaults(const char *uri_str, char *db, size_t dbsize, chat_error_t *err)
+{
+    bson_error_t berr;
+    mongoc_uri_t *uri = mongoc_uri_new_with_error(uri_str, &berr);
+    if (uri == NULL) {
+        chat_mongo_error(err, &berr, "mongo_uri");
+        return NULL;
+    }
+    const char *name = mongoc_uri_get_database(uri);
+    snprintf(db, dbsize, "%s", name != NULL && name[0] ? name : "chat");
+    static const char *const opts[][2] = {
+        {MONGOC_URI_SERVERSELECTIONTIMEOUTMS, "5000"},
+        {MONGOC_URI_CONNECTTIMEOUTMS, "5000"},
+        {MONGOC_URI_SOCKETTIMEOUTMS, "30000"},
+    };
+    size_t len = strlen(uri_str) + 160;
+    char *out = malloc(len);
+    if (out == NULL) {
+        mongoc_uri_destroy(uri);
+        chat_error_set(err, CHAT_ENOMEM, "mongo_uri: out of memory");
+        return NULL;
+    }
+    /* mongoc_uri_get_string does not reflect options set on a parsed URI,
+     * and the pool is made from a string, so the defaults are appended. */
+    const char *hosts = strstr(uri_str, "://");
+    hosts = hosts != NULL ? hosts + 3 : uri_str;
+    memcpy(out, uri_str, strlen(uri_str) + 1);
+    char sep = strchr(hosts, '?') != NULL ? '&' : '?';
+    if (strchr(hosts, '/') == NULL)
+        strcat(out, "/");
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+        if (!mongoc_uri_has_option(uri, opts[i][0])) {
+            size_t l = strlen(out);
+            snprintf(out + l, len - l, "%c%s=%s", sep, opts[i][0], opts[i][1]);
+            sep = '&';
+        }
+    }
+    const mongoc_write_concern_t *wc = mongoc_uri_get_write_concern(uri);
+    if (wc == NULL || mongoc_write_concern_get_w(wc) == MONGOC_WRITE_CONCERN_W_DEFAULT) {
+        size_t l = strlen(out);
+        snprintf(out + l, len - l, "%cw=majority", sep);
+    }
+    mongoc_uri_destroy(uri);
+    return out;
+}
+
+cs_store_t *cs_store_new(const char *uri, const char *appname, chat_error_t *err)
+{
+    cs_store_t *store = calloc(1, sizeof(*store));
+    char *full = NULL;
+    if (store == NULL) {
+        chat_error_set(err, CHAT_ENOMEM, "store: out of memory");
+        return NULL;
+    }
+    bson_init(&store->doc);
+    bson_init(&store->sel);
+    if ((full = uri_with_defaults(uri, store->db, sizeof(store->db), err)) == NULL)
+        goto fail;
+    if ((store->pool = chat_mongo_pool_new(full, appname, err)) == NULL)
+        goto fail;
+    free(full);
+    full = NULL;
+    /* Pop never connects; the first command does, and fails within the
+     * timeouts above while the server is down. */
+    store->client = mongoc_client_pool_pop(store->pool);
+    store->messages = mongoc_client_get_collection(store->client, store->db, "messages");
+    store->conversations = mongoc_client_get_collection(store->client, store->db, "conversations");
+    store->members = mongoc_client_get_collection(store->client, store->db, "members");
+    return store;
+fail:
+    free(full);
+    cs_store_destroy(store);
+    return NULL;
+}
+
+void cs_store_destroy(cs_store_t *store)
+{
+    if (store == NULL)
+        return;
+    cs_store_write_abort(store);
+    if (store->messages != NULL)
+        mongoc_collection_destroy(store->messages);
+    if (store->conversations != NULL)
+        mongoc_collection_destroy(store->conversations);
+    if (store->members != NULL)
+        mongoc_collection_destroy(store->members);
+    if (store->client != NULL)
+        mongoc_client_pool_push(store->pool, store->client);
+    if (store->pool != NULL)
+        mongoc_client_pool_destroy(store->pool);
+    bson_destroy(&store->doc);
+    bson_destroy(&store->sel);
+    free(store->names);
+    free(store);
+}
+
+const char *cs_store_db(const cs_store_t *store)
+{
+    return store->db;
+}
+
+int cs_store_prepare(cs_store_t *store, chat_error_t *err)
+{
+    int rc = chat_mongo_ping(store->client, err);
+    return rc != 0 ? rc : chat_mongo_ensure_indexes(store->client, store->db, err);
+}
+
+/* Builds {field: {$in: [values...]}} in the reused selector. */
+static void in_filter(bson_t *sel, const char *field, const char *const *values, size_t n)
+{
+    bson_t in, arr;
+    char idx[16];
+    const char *key;
+    bson_reinit(sel);
+    BSON_APPEND_DOCUMENT_BEGIN(sel, field, &in);
+    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+    for (size_t i = 0; i < n; i++) {
+        bson_uint32_to_string((uint32_t)i, &key, idx, sizeof(idx));
+        bson_append_utf8(&arr, key, -1, values[i], -1);
+    }
+    bson_append_array_end(&in, &arr);
+    bson_append_document_end(sel, &in);
+}
+
+/* Runs a find and hands each document to row. Returns 0 or CHAT_EMONGO. */
+typedef void (*row_fn)(const bson_t *doc, void *ctx);
+static int find_each(mongoc_collection_t *coll, const bson_t *filter, const bson_t *opts,
+                     row_fn row, void *ctx, const char *what, chat_error_t *err)
+{
+    bson_error_t berr;
+    const bson_t *doc;
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+    while (mongoc_cursor_next(cur, &doc))
+        row(doc, ctx);
+    int rc = 0;
+    if (mongoc_cursor_error(cur, &berr))
+        rc = chat_mongo_error(err, &berr, what);
+    mongoc_cursor_destroy(cur);
+    return rc;
+}
+
+static int64_t get_i64(const bson_t *doc, const char *key)
+{
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_NUMBER(&it))
+        return bson_iter_as_int64(&it);
+    return 0;
+}
+
+static const char *get_str(const bson_t *doc, const char *key)
+{
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_UTF8(&it))
+        return bson_iter_utf8(&it, NULL);
+    return NULL;
+}
+
+typedef struct conv_ctx_s {
+    cs_store_t *store;
+    cs_store_conv_cb cb;
+    void *data;
+} conv_ctx_t;
+
+static void conv_row(const bson_t *doc, void *p)
+{
+    conv_ctx_t *ctx = p;
+    cs_store_t *store = ctx->store;
+    bson_iter_t it, arr;
+    size_t n = 0;
+    const char *id = get_str(doc, "_id");
+    if (id == NULL)
+        return;
+    if (bson_iter_init_find(&it, doc, "members") && BSON_ITER_HOLDS_ARRAY(&it) &&
+        bson_iter_recurse(&it, &arr)) {
+        while (bson_iter_next(&arr)) {
+            if (!BSON_ITER_HOLDS_UTF8(&arr))
+                continue;
+            if (n == store->names_cap) {
+                size_t cap = store->names_cap ? store->names_cap * 2 : 64;
+                const char **p2 = realloc(store->names, cap * sizeof(*p2));
+                if (p2 == NULL)
+                    break; /* the members we have; the caller's checks refuse the rest */
+                store->names = p2;
+                store->names_cap = cap;
+            }
+            store->names[n++] = bson_iter_utf8(&arr, NULL);
+        }
+    }
+    ctx->cb(id, store->names, n, ctx->data);
+}
+
+int cs_store_find_convs(cs_store_t *store, const char *const *ids, size_t n, cs_store_conv_cb cb,
+                        void *data, chat_error_t *err)
+{
+    conv_ctx_t ctx = {store, cb, data};
+    bson_t *opts = BCON_NEW("projection", "{", "members", BCON_INT32(1), "}");
+    in_filter(&store->sel, "_id", ids, n);
+    int rc = find_each(store->conversations, &store->sel, opts, conv_row, &ctx,
+                       "find conversations", err);
+    bson_destroy(opts);
+    return rc;
+}
+
+static void seq_row(const bson_t *doc, void *p)
+{
+    *(int64_t *)p = get_i64(doc, "seq");
+}
+
+int cs_store_last_seq(cs_store_t *store, const char *conv, int64_t *seq, chat_error_t *err)
+{
+    bson_t *filter = BCON_NEW("conv", BCON_UTF8(conv));
+    bson_t *opts = BCON_NEW("projection", "{", "seq", BCON_INT32(1), "_id", BCON_INT32(0), "}",
+                            "sort", "{", "seq", BCON_INT32(-1), "}", "limit", BCON_INT64(1));
+    *seq = 0;
+    int rc = find_each(store->messages, filter, opts, seq_row, seq, "last seq", err);
+    bson_destroy(filter);
+    bson_destroy(opts);
+    return rc;
+}
+
+typedef struct msg_ctx_s {
+    cs_store_seq_cb cb;
+    void *data;
+} msg_ctx_t;
+
+static void msg_row(const bson_t *doc, void *p)
+{
+    msg_ctx_t *ctx = p;
+    const char *id = get_str(doc, "_id");
+    if (id != NULL)
+        ctx->cb(id, get_i64(doc, "seq"), ctx->data);
+}
+
+int cs_store_find_messages(cs_store_t *store, const char *const *ids, size_t n,
+                           cs_store_seq_cb cb, void *data, chat_error_t *err)
+{
+    msg_ctx_t ctx = {cb, data};
+    bson_t *opts = BCON_NEW("projection", "{", "seq", BCON_INT32(1), "}");
+    in_filter(&store->sel, "_id", ids, n);
+    int rc = find_each(store->messages, &store->sel, opts, msg_row, &ctx, "find messages", err);
+    bson_destroy(opts);
+    return rc;
+}
+
+typedef struct mark_ctx_s {
+    cs_store_mark_cb cb;
+    void *data;
+} mark_ctx_t;
+
+static void mark_row(const bson_t *doc, void *p)
+{
+    mark_ctx_t *ctx = p;
+    const char *id = get_str(doc, "_id");
+    if (id != NULL)
+        ctx->cb(id, get_i64(doc, "delivered_seq"), get_i64(doc, "read_seq"), ctx->data);
+}
+
+int cs_store_find_marks(cs_store_t *store, const char *const *keys, size_t n,
+                        cs_store_mark_cb cb, void *data, chat_error_t *err)
+{
+    mark_ctx_t ctx = {cb, data};
+    in_filter(&store->sel, "_id", keys, n);
+    return find_each(store->members, &store->sel, NULL, mark_row, &ctx, "find members", err);
+}
+
+typedef struct target_ctx_s {
+    cs_store_target_cb cb;
+    void *data;
+} target_ctx_t;
+
+static void target_row(const bson_t *doc, void *p)
+{
+    target_ctx_t *ctx = p;
+    const char *conv = get_str(doc, "conv"), *from = get_str(doc, "from");
+    bson_iter_t it;
+    int deleted = bson_iter_init_find(&it, doc, "deleted") && bson_iter_as_bool(&it);
+    if (conv != NULL && from != NULL)
+        ctx->cb(conv, get_i64(doc, "seq"), from, deleted, ctx->data);
+}
+
+int cs_store_find_targets(cs_store_t *store, const char *const *convs, const int64_t *seqs,
+                          size_t n, cs_store_target_cb cb, void *data, chat_error_t *err)
+{
+    /* {$or: [{conv, seq}, ...]}: edits are rare, so one clause per target
+     * keeps this simple; both MongoDB and FerretDB serve $or. */
+    target_ctx_t ctx = {cb, data};
+    bson_t arr, clause;
+    char idx[16];
+    const char *key;
+    bson_reinit(&store->sel);
+    BSON_APPEND_ARRAY_BEGIN(&store->sel, "$or", &arr);
+    for (size_t i = 0; i < n; i++) {
+        bson_uint32_to_string((uint32_t)i, &key, idx, sizeof(idx));
+        bson_append_document_begin(&arr, key, -1, &clause);
+        BSON_APPEND_UTF8(&clause, "conv", convs[i]);
+        BSON_APPEND_INT64(&clause, "seq", seqs[i]);
+        bson_append_document_end(&arr, &clause);
+    }
+    bson_append_array_end(&store->sel, &arr);
+    bson_t *opts = BCON_NEW("projection", "{", "conv", BCON_INT32(1), "seq", BCON_INT32(1),
+                            "from", BCON_INT32(1), "deleted", BCON_INT32(1), "}");
+    int rc = find_each(store->messages, &store->sel, opts, target_row, &ctx, "find targets", err);
+    bson_destroy(opts);
+    return rc;
+}
+
+static mongoc_bulk_operation_t *bulk_for(cs_store_t *store, int which)
+{
+    static const int ordered[B_COUNT] = {1, 1, 0, 0};
+    if (store->bulk[which] == NULL) {
+        mongoc_collection_t *coll = which == B_MESSAGES || which == B_CHANGES ? store->messages
+                                    : which == B_CONVS                        ? store->conversations
+                                                                              : store->members;
+        bson_t *opts = BCON_NEW("ordered", BCON_BOOL(ordered[which]));
+        store->bulk[which] = mongoc_collection_create_bulk_operation_with_opts(coll, opts);
+        bson_destroy(opts);
+    }
+    store->queued[which]++;
+    return store->bulk[which];
+}
+
+int cs_store_add_message(cs_store_t *store, const chat_event_t *ev, int64_t seq,
+                         chat_error_t *err)
+{
+    bson_error_t berr;
+    bson_t *d = &store->doc;
+    bson_reinit(d);
+    BSON_APPEND_UTF8(d, "_id", ev->id);
+    BSON_APPEND_UTF8(d, "conv", ev->conv);
+    BSON_APPEND_INT64(d, "seq", seq);
+    BSON_APPEND_UTF8(d, "from", ev->from);
+    /* Absent rather than empty: an id is 1..64 characters wherever it
+     * appears, and readers copy these fields into frames as they are. */
+    if (ev->dev[0])
+        BSON_APPEND_UTF8(d, "dev", ev->dev);
+    if (ev->cid[0])
+        BSON_APPEND_UTF8(d, "cid", ev->cid);
+    BSON_APPEND_INT64(d, "ts", ev->ts);
+    bson_append_utf8(d, "body", 4, ev->body, (int)ev->body_len);
+    if (!mongoc_bulk_operation_insert_with_opts(bulk_for(store, B_MESSAGES), d, NULL, &berr))
+        return chat_error_set(err, CHAT_EINVAL, "message %s: %s", ev->id, berr.message);
+    return 0;
+}
+
+static int add_update(cs_store_t *store, int which, const bson_t *sel, const bson_t *update,
+                      int upsert, const char *what, chat_error_t *err)
+{
+    bson_error_t berr;
+    bson_t *opts = upsert ? BCON_NEW("upsert", BCON_BOOL(true)) : NULL;
+    bool ok = mongoc_bulk_operation_update_one_with_opts(bulk_for(store, which), sel, update, opts,
+                                                         &berr);
+    bson_destroy(opts);
+    return ok ? 0 : chat_error_set(err, CHAT_EINVAL, "%s: %s", what, berr.message);
+}
+
+int cs_store_add_last_seq(cs_store_t *store, const char *conv, int64_t seq, chat_error_t *err)
+{
+    bson_reinit(&store->sel);
+    BSON_APPEND_UTF8(&store->sel, "_id", conv);
+    bson_reinit(&store->doc);
+    BCON_APPEND(&store->doc, "$max", "{", "last_seq", BCON_INT64(seq), "}");
+    /* No upsert: a conversation exists before it has messages, and making
+     * a stub here would hide a bug elsewhere. */
+    return add_update(store, B_CONVS, &store->sel, &store->doc, 0, conv, err);
+}
+
+int cs_store_add_marks(cs_store_t *store, const char *conv, const char *user, int64_t delivered,
+                       int64_t read, chat_error_t *err)
+{
+    char key[2 * CHAT_NAME_MAX + 2];
+    bson_t max;
+    if (delivered <= 0 && read <= 0)
+        return 0; /* an empty $max is an error on the server */
+    snprintf(key, sizeof(key), "%s/%s", conv, user);
+    bson_reinit(&store->sel);
+    BSON_APPEND_UTF8(&store->sel, "_id", key);
+    bson_reinit(&store->doc);
+    BCON_APPEND(&store->doc, "$set", "{", "conv", BCON_UTF8(conv), "user", BCON_UTF8(user), "}");
+    BSON_APPEND_DOCUMENT_BEGIN(&store->doc, "$max", &max);
+    if (delivered > 0)
+        BSON_APPEND_INT64(&max, "delivered_seq", delivered);
+    if (read > 0)
+        BSON_APPEND_INT64(&max, "read_seq", read);
+    bson_append_document_end(&store->doc, &max);
+    return add_update(store, B_MARKS, &store->sel, &store->doc, 1, key, err);
+}
+
+int cs_store_add_change(cs_store_t *store, const chat_event_t *ev, chat_error_t *err)
+{
+    bson_t set;
+    bson_reinit(&store->sel);
+    BCON_APPEND(&store->sel, "conv", BCON_UTF8(ev->conv), "seq", BCON_INT64(ev->target), "from",
+                BCON_UTF8(ev->from), "deleted", "{", "$ne", BCON_BOOL(true), "}");
+    bson_reinit(&store->doc);
+    BSON_APPEND_DOCUMENT_BEGIN(&store->doc, "$set", &set);
+    if (ev->type == CHAT_EV_EDIT) {
+        bson_append_utf8(&set, "body", 4, ev->body, (int)ev->body_len);
+        BSON_APPEND_INT64(&set, "edited_ts", ev->ts);
+    } else {
+        BSON_APPEND_BOOL(&set, "deleted", true);
+        BSON_APPEND_UTF8(&set, "body", "");
+        BSON_APPEND_INT64(&set, "edited_ts", ev->ts);
+    }
+    bson_append_document_end(&store->doc, &set);
+    return add_update(store, B_CHANGES, &store->sel, &store->doc, 0, ev->id, err);
+}
+
+/* Sorts the duplicate-key errors of a bulk reply by index. MongoDB names
+ * the index in keyPattern (and in errmsg); FerretDB 1.24 says only
+ * "E11000 duplicate key error collection: <db>.messages", so there it stays
+ * unknown. The caller retries either way; this only makes the log precise. */
+static void classify(const bson_t *reply, cs_store_result_t *res, char *first, size_t size)
+{
+    bson_iter_t it, arr, e;
+    if (!bson_iter_init_find(&it, reply, "writeErrors") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        !bson_iter_recurse(&it, &arr))
+        return;
+    while (bson_iter_next(&arr)) {
+        if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &e))
+            continue;
+        int64_t code = 0;
+        const char *msg = "";
+        int on_id = 0, on_seq = 0;
+        while (bson_iter_next(&e)) {
+            const char *k = bson_iter_key(&e);
+            if (strcmp(k, "code") == 0)
+                code = bson_iter_as_int64(&e);
+            else if (strcmp(k, "errmsg") == 0 && BSON_ITER_HOLDS_UTF8(&e))
+                msg = bson_iter_utf8(&e, NULL);
+            else if (strcmp(k, "keyPattern") == 0 && BSON_ITER_HOLDS_DOCUMENT(&e)) {
+                bson_iter_t kp;
+                if (bson_iter_recurse(&e, &kp) && bson_iter_find(&kp, "_id"))
+                    on_id = 1;
+                if (bson_iter_recurse(&e, &kp) && bson_iter_find(&kp, "seq"))
+                    on_seq = 1;
+            }
+        }
+        if (first[0] == '\0')
+            snprintf(first, size, "%s", msg);
+        if (code != CHAT_MONGO_DUPLICATE_KEY)
+            continue;
+        if (!on_id && !on_seq) {
+            on_id = strstr(msg, "index: _id_") != NULL;
+            on_seq = strstr(msg, "conv_seq") != NULL;
+        }
+        if (on_seq)
+            res->dup_seq++;
+        else if (on_id)
+            res->dup_id++;
+        else
+            res->dup_unknown++;
+    }
+}
+
+static int run(cs_store_t *store, int which, cs_store_result_t *res, chat_error_t *err)
+{
+    static const char *const names[B_COUNT] = {"insert messages", "edit messages",
+                                               "update conversations", "update members"};
+    bson_error_t berr;
+    bson_t reply;
+    mongoc_bulk_operation_t *bulk = store->bulk[which];
+    if (bulk == NULL)
+        return 0;
+    store->bulk[which] = NULL;
+    store->queued[which] = 0;
+    uint32_t ok = mongoc_bulk_operation_execute(bulk, &reply, &berr);
+    int rc = 0;
+    if (which == B_MESSAGES) {
+        bson_iter_t it;
+        if (bson_iter_init_find(&it, &reply, "nInserted"))
+            res->inserted = bson_iter_as_int64(&it);
+    }
+    if (!ok) {
+        char first[160] = "";
+        int dups = res->dup_id + res->dup_seq + res->dup_unknown;
+        classify(&reply, res, first, sizeof(first));
+        dups = res->dup_id + res->dup_seq + res->dup_unknown - dups;
+        rc = chat_error_set(err, dups > 0 ? CHAT_EDUP : CHAT_EMONGO, "%s: %s%s%s", names[which],
+                            berr.message, first[0] ? ": " : "", first);
+    }
+    bson_destroy(&reply);
+    mongoc_bulk_operation_destroy(bulk);
+    return rc;
+}
+
+int cs_store_write(cs_store_t *store, cs_store_result_t *res, chat_error_t *err)
+{
+    int rc = 0;
+    memset(res, 0, sizeof(*res));
+    /* In this order: an edit may change a message inserted in this batch,
+     * and the denormalised last_seq must never run ahead of the messages. */
+    for (int which = 0; which < B_COUNT && rc == 0; which++)
+        rc = run(store, which, res, err);
+    cs_store_write_abort(store);
+    return rc;
+}
+
+void cs_store_write_abort(cs_store_t *store)
+{
+    for (int which = 0; which < B_COUNT; which++) {
+        if (store->bulk[which] != NULL)
+            mongoc_bulk_operation_destroy(store->bulk[which]);
+        store->bulk[which] = NULL;
+        store->queued[which] = 0;
+    }
+}

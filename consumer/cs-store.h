@@ -1,0 +1,103 @@
+/* The consumer's MongoDB reads and writes (collections in lib/chat-mongo.h).
+ *
+ * Reads are one query per kind per batch ($in over the batch's ids). Writes
+ * are gathered during a batch and executed by cs_store_write as one bulk per
+ * collection: messages first (ordered, see cs_store_write), then edits, then
+ * conversations.last_seq and members watermarks (unordered, each a $max, so
+ * replaying them is harmless).
+ *
+ * Every call blocks the calling thread (the consumer has one); timeouts are
+ * bounded by the options cs_store_new puts on the URI. */
+#ifndef CS_STORE_H
+#define CS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chat-envelope.h"
+#include "chat-error.h"
+
+typedef struct cs_store_s cs_store_t;
+
+/* What cs_store_write saw, for counters and logs. */
+typedef struct cs_store_result_s {
+    int64_t inserted; /* new messages */
+    int dup_id;       /* duplicate-key errors known to be on _id */
+    int dup_seq;      /* ... known to be on {conv, seq} */
+    int dup_unknown;  /* ... on an index the server did not name (FerretDB) */
+} cs_store_result_t;
+
+/* Connects lazily to uri (the database is its path, default "chat"), adding
+ * bounded timeouts and majority write concern unless the URI sets them.
+ * appname is copied. Returns the store, or NULL with err set (invalid URI,
+ * no memory). */
+cs_store_t *cs_store_new(const char *uri, const char *appname, chat_error_t *err);
+
+/* Frees the store and any unwritten batch. NULL is a no-op. */
+void cs_store_destroy(cs_store_t *store);
+
+/* The database name in use. */
+const char *cs_store_db(const cs_store_t *store);
+
+/* Pings the server and creates the indexes (idempotent). Returns 0 or
+ * CHAT_EMONGO with err set. */
+int cs_store_prepare(cs_store_t *store, chat_error_t *err);
+
+/* Looks up conversations ids[0..n) and calls cb once for each one found,
+ * with its members (only string entries; the names are valid during the
+ * call only). Returns 0 or CHAT_EMONGO (cb may have run for some). */
+typedef void (*cs_store_conv_cb)(const char *id, const char *const *members, size_t n,
+                                 void *data);
+int cs_store_find_convs(cs_store_t *store, const char *const *ids, size_t n, cs_store_conv_cb cb,
+                        void *data, chat_error_t *err);
+
+/* Sets *seq to the highest seq stored for conv (0 when none), from the
+ * unique {conv, seq} index. Returns 0 or CHAT_EMONGO. */
+int cs_store_last_seq(cs_store_t *store, const char *conv, int64_t *seq, chat_error_t *err);
+
+/* Looks up messages by event id and calls cb for each one stored, with its
+ * seq. Returns 0 or CHAT_EMONGO. */
+typedef void (*cs_store_seq_cb)(const char *id, int64_t seq, void *data);
+int cs_store_find_messages(cs_store_t *store, const char *const *ids, size_t n,
+                           cs_store_seq_cb cb, void *data, chat_error_t *err);
+
+/* Looks up members documents by _id ("<conv>/<user>") and calls cb for each
+ * one stored (absent watermarks read as 0). Returns 0 or CHAT_EMONGO. */
+typedef void (*cs_store_mark_cb)(const char *key, int64_t delivered, int64_t read, void *data);
+int cs_store_find_marks(cs_store_t *store, const char *const *keys, size_t n,
+                        cs_store_mark_cb cb, void *data, chat_error_t *err);
+
+/* Looks up the messages (convs[i], seqs[i]) and calls cb for each one found
+ * with its sender and whether it is deleted. Returns 0 or CHAT_EMONGO. */
+typedef void (*cs_store_target_cb)(const char *conv, int64_t seq, const char *from, int deleted,
+                                   void *data);
+int cs_store_find_targets(cs_store_t *store, const char *const *convs, const int64_t *seqs,
+                          size_t n, cs_store_target_cb cb, void *data, chat_error_t *err);
+
+/* Queue one write for the next cs_store_write. Each copies what it needs.
+ * They return 0, or CHAT_EINVAL with err set (a document the driver refused,
+ * which does not happen with valid events). */
+int cs_store_add_message(cs_store_t *store, const chat_event_t *ev, int64_t seq,
+                         chat_error_t *err);
+int cs_store_add_last_seq(cs_store_t *store, const char *conv, int64_t seq, chat_error_t *err);
+/* delivered or read may be 0: that watermark is left alone. */
+int cs_store_add_marks(cs_store_t *store, const char *conv, const char *user, int64_t delivered,
+                       int64_t read, chat_error_t *err);
+/* An edit sets {body, edited_ts}; a delete sets {deleted: true, body: ""}.
+ * Either applies only to the message ev->target of ev->conv sent by
+ * ev->from and not deleted. */
+int cs_store_add_change(cs_store_t *store, const chat_event_t *ev, chat_error_t *err);
+
+/* Executes what was queued, messages first. The message inserts are one
+ * ordered bulk: the server stops at the first error, so what a failed or
+ * interrupted write leaves stored is always a prefix of the batch in seq
+ * order, and the retry (which finds that prefix by _id and continues from
+ * its highest seq) can neither leave a gap nor reorder. Returns 0, CHAT_EDUP
+ * when a unique index refused a document (res says which), or CHAT_EMONGO;
+ * err says what. Everything queued is discarded either way. */
+int cs_store_write(cs_store_t *store, cs_store_result_t *res, chat_error_t *err);
+
+/* Discards what was queued. */
+void cs_store_write_abort(cs_store_t *store);
+
+#endif

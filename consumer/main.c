@@ -1,0 +1,210 @@
+/* chat-consumer: a member of the consumer group on the events topic. It
+ * orders each conversation's messages (dense seq from 1), stores them and
+ * the receipt watermarks in MongoDB with one bulk write per batch, routes
+ * live deliveries to gateways through Redis, and commits Kafka offsets only
+ * after the write, so that a crash at any point replays, idempotently, what
+ * was not committed. See cs-pipeline.h for a batch's steps and cs-source.h
+ * for rebalancing. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chat-log.h"
+#include "chat-mongo.h"
+#include "cs-config.h"
+#include "cs-dlq.h"
+#include "cs-pipeline.h"
+#include "cs-route.h"
+#include "cs-source.h"
+#include "cs-state.h"
+#include "cs-store.h"
+
+#define POLL_WAIT_MS 100
+#define STATS_EVERY_MS 10000
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+static volatile sig_atomic_t stopping;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Sleeps ms milliseconds in short steps, returning early on a signal. */
+static void pause_ms(uint64_t ms)
+{
+    uint64_t end = mono_ms() + ms;
+    while (!stopping && mono_ms() < end) {
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static uint64_t next_backoff(uint64_t ms)
+{
+    return ms == 0 ? BACKOFF_MIN_MS : ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms * 2;
+}
+
+/* Partitions that arrive or leave take their cached state with them: a
+ * partition we gain may have been written by another member meanwhile. */
+static void change_cb(const int32_t *parts, size_t n, int gained, void *data)
+{
+    cs_state_t *state = data;
+    (void)gained;
+    if (parts == NULL)
+        cs_state_clear(state);
+    else
+        cs_state_clear_partitions(state, parts, n);
+}
+
+static void log_stats(const cs_stats_t *s, const cs_state_t *state)
+{
+    CHAT_INFO("stats: events %llu, messages stored %llu, duplicates %llu, receipts %llu "
+              "(stale %llu), edits/deletes %llu, dead letters %llu, batches %llu, store retries "
+              "%llu, publishes %llu, route errors %llu, cached %zu",
+              (unsigned long long)s->events, (unsigned long long)s->messages,
+              (unsigned long long)s->duplicates, (unsigned long long)s->receipts,
+              (unsigned long long)s->stale, (unsigned long long)s->changes,
+              (unsigned long long)s->dlq, (unsigned long long)s->batches,
+              (unsigned long long)s->retries, (unsigned long long)s->published,
+              (unsigned long long)s->route_errors, cs_state_size(state));
+}
+
+/* Waits for the store and creates its indexes; the store may start after
+ * us. Returns 0, or CHAT_ECLOSED when asked to stop first. */
+static int prepare_store(cs_store_t *store)
+{
+    chat_error_t err;
+    uint64_t backoff = 0;
+    while (!stopping) {
+        if (cs_store_prepare(store, &err) == 0)
+            return 0;
+        backoff = next_backoff(backoff);
+        CHAT_WARN("store %s: %s; retrying in %llu ms", cs_store_db(store), err.message,
+                  (unsigned long long)backoff);
+        pause_ms(backoff);
+    }
+    return CHAT_ECLOSED;
+}
+
+/* The poll loop. Returns the exit status. */
+static int run(const cs_config_t *cfg, cs_source_t *src, cs_pipeline_t *p, cs_state_t *state)
+{
+    rd_kafka_message_t **msgs = calloc((size_t)cfg->batch_max, sizeof(*msgs));
+    uint64_t backoff = 0, next_stats = mono_ms() + STATS_EVERY_MS;
+    int status = 0;
+    if (msgs == NULL) {
+        CHAT_ERROR("out of memory");
+        return 1;
+    }
+    while (!stopping) {
+        size_t n = 0;
+        cs_source_fill(src, msgs, (size_t)cfg->batch_max, POLL_WAIT_MS, (int)cfg->batch_ms, &n);
+        if (n > 0) {
+            /* A signal during the batch lets it finish and commit: that is
+             * the clean stop. SIGKILL is safe too: nothing is committed
+             * before its write. */
+            if (cs_pipeline_run(p, msgs, n) == 0) {
+                cs_source_commit(src, msgs, n);
+                backoff = 0;
+            } else if (cs_source_rewind(src, msgs, n) != 0) {
+                CHAT_ERROR("cannot rewind a failed batch; exiting without commit so that the "
+                           "group replays it");
+                status = 1;
+                stopping = 1;
+            } else {
+                backoff = next_backoff(backoff);
+                pause_ms(backoff);
+            }
+            for (size_t i = 0; i < n; i++)
+                rd_kafka_message_destroy(msgs[i]);
+        }
+        if (mono_ms() >= next_stats) {
+            log_stats(cs_pipeline_stats(p), state);
+            next_stats = mono_ms() + STATS_EVERY_MS;
+        }
+    }
+    free(msgs);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    cs_config_t cfg;
+    chat_error_t err = {0, ""};
+    cs_state_t *state = NULL;
+    cs_store_t *store = NULL;
+    cs_route_t *route = NULL;
+    cs_dlq_t *dlq = NULL;
+    cs_pipeline_t *p = NULL;
+    cs_source_t *src = NULL;
+    int status = 1;
+
+    memset(&cfg, 0, sizeof(cfg));
+    int rc = cs_config_load(&cfg, argc, argv, &err);
+    if (rc == 1)
+        return 0;
+    if (rc != 0) {
+        fprintf(stderr, "chat-consumer: %s\n", err.message);
+        return 2;
+    }
+    chat_log_init("chat-consumer", chat_log_level_parse(cfg.log_level));
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    CHAT_INFO("consumer %s: group %s, topic %s, batch %lld events / %lld ms, route %s the write",
+              cfg.consumer_id, cfg.group, cfg.topic, (long long)cfg.batch_max,
+              (long long)cfg.batch_ms, cfg.route_first ? "before" : "after");
+    if ((state = cs_state_new()) == NULL) {
+        CHAT_ERROR("out of memory");
+        goto out;
+    }
+    if ((store = cs_store_new(cfg.mongo_uri, cfg.consumer_id, &err)) == NULL ||
+        (route = cs_route_new(cfg.redis_host, (int)cfg.redis_port, &err)) == NULL ||
+        (dlq = cs_dlq_new(cfg.kafka_brokers, cfg.dlq_topic, cfg.consumer_id, &err)) == NULL ||
+        (p = cs_pipeline_new(&cfg, state, store, route, dlq, &err)) == NULL) {
+        CHAT_ERROR("%s", err.message);
+        goto out;
+    }
+    if (prepare_store(store) != 0) {
+        status = 0;
+        goto out;
+    }
+    CHAT_INFO("store: database %s ready", cs_store_db(store));
+    src = cs_source_new(cfg.kafka_brokers, cfg.group, cfg.topic, cfg.consumer_id, change_cb, state,
+                        &err);
+    if (src == NULL) {
+        CHAT_ERROR("%s", err.message);
+        goto out;
+    }
+    status = run(&cfg, src, p, state);
+    CHAT_INFO("stopping: leaving the group");
+out:
+    cs_source_destroy(src);
+    if (p != NULL)
+        log_stats(cs_pipeline_stats(p), state);
+    cs_pipeline_destroy(p);
+    cs_dlq_destroy(dlq);
+    cs_route_destroy(route);
+    cs_store_destroy(store);
+    cs_state_destroy(state);
+    mongoc_cleanup();
+    return status;
+}
