@@ -2,6 +2,10 @@
 
 #include <string.h>
 
+#ifndef GW_WEB_ROOT
+#define GW_WEB_ROOT "web"
+#endif
+
 #define T gw_config_t
 static const chat_conf_entry_t gw_config_table[] = {
     CHAT_CONF_STR_ENTRY(T, host, "127.0.0.1", "address to listen on"),
@@ -37,6 +41,28 @@ static const chat_conf_entry_t gw_config_table[] = {
     CHAT_CONF_INT_ENTRY(T, group_max, "256", 2, 100000, "largest group, in members"),
     CHAT_CONF_INT_ENTRY(T, backlog, "4096", 16, 65535, "listen backlog"),
     CHAT_CONF_STR_ENTRY(T, log_level, "info", "error, warn, info or debug"),
+    CHAT_CONF_STR_ENTRY(T, web_root, GW_WEB_ROOT, "folder of the web client's static files"),
+    CHAT_CONF_STR_ENTRY(T, mongo_read_pref, "primary",
+                        "read preference for history (primary, secondaryPreferred, ...)"),
+    CHAT_CONF_INT_ENTRY(T, token_ttl_s, "86400", 60, 31536000, "lifetime of issued tokens"),
+    CHAT_CONF_INT_ENTRY(T, login_user_per_min, "10", 1, 1000000,
+                        "login attempts per username per minute (all gateways)"),
+    CHAT_CONF_INT_ENTRY(T, login_addr_per_min, "60", 1, 1000000,
+                        "login and register attempts per client address per minute"),
+    CHAT_CONF_INT_ENTRY(T, pwhash_mem_kib, "65536", 8192, 4194304,
+                        "argon2id memory per password hash, KiB"),
+    CHAT_CONF_INT_ENTRY(T, msg_rate, "50", 1, 1000000,
+                        "frames per second one connection may send (token bucket)"),
+    CHAT_CONF_INT_ENTRY(T, msg_burst, "100", 1, 1000000, "burst size of that bucket"),
+    CHAT_CONF_INT_ENTRY(T, conn_rate, "5000", 1, 10000000,
+                        "new WebSocket sessions per second this gateway accepts"),
+    CHAT_CONF_INT_ENTRY(T, conn_burst, "50000", 1, 10000000, "burst size of that bucket"),
+    CHAT_CONF_INT_ENTRY(T, user_conn_max, "10", 1, 100000,
+                        "concurrent connections per user, across gateways"),
+    CHAT_CONF_INT_ENTRY(T, typing_debounce_ms, "2000", 0, 60000,
+                        "typing starts passed on per connection and conversation"),
+    CHAT_CONF_INT_ENTRY(T, typing_ttl_ms, "6000", 1000, 60000,
+                        "receivers drop a typing indicator after this"),
 };
 #undef T
 

@@ -32,6 +32,19 @@ typedef struct gw_config_s {
     int64_t group_max;
     int64_t backlog;
     const char *log_level;
+    const char *web_root;
+    const char *mongo_read_pref;
+    int64_t token_ttl_s;
+    int64_t login_user_per_min;
+    int64_t login_addr_per_min;
+    int64_t pwhash_mem_kib;
+    int64_t msg_rate;
+    int64_t msg_burst;
+    int64_t conn_rate;
+    int64_t conn_burst;
+    int64_t user_conn_max;
+    int64_t typing_debounce_ms;
+    int64_t typing_ttl_ms;
 } gw_config_t;
 
 /* Loads defaults, environment and argv. Returns 0, 1 after --help, or a

@@ -49,8 +49,11 @@ static int produce(gw_conn_t *conn, chat_event_t *ev)
         gw_conn_send_error(conn, "internal", "cannot encode event", ev->cid, 1);
         return -1;
     }
-    if (gw_producer_send(gw, conn, ev->conv, ev->id, ev->type == CHAT_EV_MESSAGE ? ev->cid : NULL,
-                         ev->ts, b->data, b->len) != 0) {
+    gw_reply_t reply = ev->type == CHAT_EV_DELIVERED || ev->type == CHAT_EV_READ
+                           ? GW_REPLY_NONE
+                           : GW_REPLY_SENT;
+    if (gw_producer_send(gw, conn, reply, ev->conv, ev->id, ev->cid, ev->ts, b->data, b->len) !=
+        0) {
         gw_conn_send_error(conn, "unavailable", "the event log is not accepting events; retry",
                            ev->cid, 1);
         return -1;
@@ -58,12 +61,15 @@ static int produce(gw_conn_t *conn, chat_event_t *ev)
     return 0;
 }
 
-static int handle_send(gw_conn_t *conn, json_t *root)
+/* send, edit and delete: all carry an optional cid that makes them
+ * idempotent, and all are answered `sent`. */
+static int handle_change(gw_conn_t *conn, json_t *root, chat_event_type_t type)
 {
     size_t conv_len = 0, cid_len = 0, body_len = 0;
     const char *conv = get_str(root, "conv", &conv_len);
     const char *cid = get_str(root, "cid", &cid_len);
     const char *body = get_str(root, "body", &body_len);
+    json_t *target = json_object_get(root, "target");
     const char *cid_echo = cid != NULL && chat_name_valid(cid, cid_len) ? cid : NULL;
     chat_event_t ev;
 
@@ -75,11 +81,15 @@ static int handle_send(gw_conn_t *conn, json_t *root)
         gw_conn_send_error(conn, "bad_frame", "cid must be 1-64 of [A-Za-z0-9_.:-]", NULL, 0);
         return FRAME_DONE;
     }
-    if (body == NULL || body_len == 0) {
+    if (type != CHAT_EV_DELETE && (body == NULL || body_len == 0)) {
         gw_conn_send_error(conn, "bad_frame", "body must be a non-empty string", cid_echo, 0);
         return FRAME_DONE;
     }
-    if (body_len > (size_t)conn->gw->cfg->body_max) {
+    if (type != CHAT_EV_MESSAGE && (!json_is_integer(target) || json_integer_value(target) < 1)) {
+        gw_conn_send_error(conn, "bad_frame", "target must be the seq of a message", cid_echo, 0);
+        return FRAME_DONE;
+    }
+    if (type != CHAT_EV_DELETE && body_len > (size_t)conn->gw->cfg->body_max) {
         char msg[96];
         snprintf(msg, sizeof(msg), "body is %zu bytes; at most %lld allowed", body_len,
                  (long long)conn->gw->cfg->body_max);
@@ -91,7 +101,7 @@ static int handle_send(gw_conn_t *conn, json_t *root)
         return m == FRAME_BLOCKED ? FRAME_BLOCKED : FRAME_DONE;
 
     memset(&ev, 0, sizeof(ev));
-    ev.type = CHAT_EV_MESSAGE;
+    ev.type = type;
     ev.ts = (int64_t)chat_now_ms();
     memcpy(ev.conv, conv, conv_len + 1);
     memcpy(ev.from, conn->user, sizeof(ev.from));
@@ -103,9 +113,42 @@ static int handle_send(gw_conn_t *conn, json_t *root)
     } else {
         chat_id_new(ev.id, (uint64_t)ev.ts);
     }
-    ev.body = body;
-    ev.body_len = body_len;
+    if (type != CHAT_EV_DELETE) {
+        ev.body = body;
+        ev.body_len = body_len;
+    }
+    if (type != CHAT_EV_MESSAGE)
+        ev.target = json_integer_value(target);
     produce(conn, &ev);
+    return FRAME_DONE;
+}
+
+static int handle_typing(gw_conn_t *conn, json_t *root)
+{
+    size_t conv_len = 0, state_len = 0;
+    const char *conv = get_str(root, "conv", &conv_len);
+    const char *state = get_str(root, "state", &state_len);
+    int start = state != NULL && strcmp(state, "start") == 0;
+    if (conv == NULL || !chat_name_valid(conv, conv_len) || state == NULL ||
+        (!start && strcmp(state, "stop") != 0)) {
+        gw_conn_send_error(conn, "bad_frame", "typing needs conv and state start or stop", NULL,
+                           0);
+        return FRAME_DONE;
+    }
+    int m = need_member(conn, conv, NULL);
+    if (m != FRAME_DONE)
+        return m == FRAME_BLOCKED ? FRAME_BLOCKED : FRAME_DONE;
+    uint64_t now = uv_now(conn->gw->loop);
+    if (start && strcmp(conn->typing_conv, conv) == 0 &&
+        now - conn->typing_ms < (uint64_t)conn->gw->cfg->typing_debounce_ms)
+        return FRAME_DONE; /* debounced: the receivers' indicator is still on */
+    if (start) {
+        memcpy(conn->typing_conv, conv, conv_len + 1);
+        conn->typing_ms = now;
+    } else {
+        conn->typing_conv[0] = '\0';
+    }
+    gw_notify_typing(conn, conv, start);
     return FRAME_DONE;
 }
 
@@ -178,7 +221,13 @@ static int process(gw_conn_t *conn, const char *data, size_t len)
     if (t == NULL) {
         gw_conn_send_error(conn, "bad_frame", "t (the frame type) is required", NULL, 0);
     } else if (strcmp(t, "send") == 0) {
-        rc = handle_send(conn, root);
+        rc = handle_change(conn, root, CHAT_EV_MESSAGE);
+    } else if (strcmp(t, "edit") == 0) {
+        rc = handle_change(conn, root, CHAT_EV_EDIT);
+    } else if (strcmp(t, "delete") == 0) {
+        rc = handle_change(conn, root, CHAT_EV_DELETE);
+    } else if (strcmp(t, "typing") == 0) {
+        rc = handle_typing(conn, root);
     } else if (strcmp(t, "delivered") == 0) {
         rc = handle_receipt(conn, root, CHAT_EV_DELIVERED);
     } else if (strcmp(t, "read") == 0) {
@@ -208,6 +257,13 @@ static gw_frame_t *frame_copy(const char *data, size_t len)
 
 void gw_frames_handle(gw_conn_t *conn, const char *data, size_t len)
 {
+    const gw_config_t *cfg = conn->gw->cfg;
+    if (!chat_bucket_take(&conn->bucket, (double)cfg->msg_rate, (double)cfg->msg_burst,
+                          uv_now(conn->gw->loop))) {
+        /* A flood costs the sender, not the pipeline: the frame is dropped. */
+        gw_conn_send_error(conn, "rate_limited", "too many frames; slow down", NULL, 1);
+        return;
+    }
     if (!conn->blocked && conn->pending_head == NULL) {
         if (process(conn, data, len) != FRAME_BLOCKED)
             return;

@@ -11,7 +11,9 @@
 #include "chat-error.h"
 #include "chat-jwt.h"
 #include "chat-log.h"
+#include "gw-api.h"
 #include "gw-private.h"
+#include "gw-static.h"
 
 enum { H_NONE, H_AUTH, H_UPGRADE, H_CONNECTION, H_WS_KEY, H_WS_VERSION, H_CONTENT_TYPE };
 
@@ -242,15 +244,11 @@ static const http_parser_settings settings = {
 
 /* ---- routes -------------------------------------------------------------- */
 
-/* Finds the value of query parameter name in the URL; returns its length. */
-static size_t query_param(const char *url, size_t len, const char *name, const char **value)
+size_t gw_http_query_param(const char *q, size_t len, const char *name, const char **value)
 {
-    const char *q = memchr(url, '?', len);
     size_t nlen = strlen(name);
-    if (q == NULL)
-        return 0;
-    const char *end = url + len;
-    for (const char *s = q + 1; s < end;) {
+    const char *end = q + len;
+    for (const char *s = q; s < end;) {
         const char *amp = memchr(s, '&', (size_t)(end - s));
         const char *e = amp ? amp : end;
         if ((size_t)(e - s) > nlen && strncmp(s, name, nlen) == 0 && s[nlen] == '=') {
@@ -262,8 +260,16 @@ static size_t query_param(const char *url, size_t len, const char *name, const c
     return 0;
 }
 
-/* Verifies the request's token; fills conn->user. Returns 0 or answers 401. */
-static int authenticate(gw_conn_t *conn)
+/* Splits the URL into path and query (after '?'). */
+static void split_url(const gw_http_t *h, size_t *path_len, const char **query, size_t *qlen)
+{
+    const char *q = memchr(h->url.data, '?', h->url.len);
+    *path_len = q ? (size_t)(q - h->url.data) : h->url.len;
+    *query = q ? q + 1 : h->url.data + h->url.len;
+    *qlen = q ? h->url.len - *path_len - 1 : 0;
+}
+
+int gw_http_authenticate(gw_conn_t *conn)
 {
     gw_http_t *h = conn->http;
     const char *tok = NULL;
@@ -273,7 +279,10 @@ static int authenticate(gw_conn_t *conn)
         tok = h->auth.data + 7;
         tlen = h->auth.len - 7;
     } else {
-        tlen = query_param(h->url.data, h->url.len, "token", &tok);
+        size_t plen, qlen;
+        const char *q;
+        split_url(h, &plen, &q, &qlen);
+        tlen = gw_http_query_param(q, qlen, "token", &tok);
     }
     if (tok == NULL || tlen == 0) {
         conn->gw->metrics.auth_failures++;
@@ -314,10 +323,18 @@ static int upgrade(gw_conn_t *conn, const char *rest, size_t rest_len)
         gw_http_error(conn, 400, "bad_upgrade", "a WebSocket version 13 upgrade is required");
         return CHAT_EINVAL;
     }
-    if (authenticate(conn) != 0) {
+    if (gw_http_authenticate(conn) != 0) {
         conn->http_close = 1;
         conn->close_after_flush = 1;
         return CHAT_EAUTH;
+    }
+    const gw_config_t *cfg = conn->gw->cfg;
+    if (!chat_bucket_take(&conn->gw->conn_bucket, (double)cfg->conn_rate,
+                          (double)cfg->conn_burst, uv_now(conn->gw->loop))) {
+        /* A reconnect storm is admitted at a pace the gateway sustains. */
+        conn->http_close = 1;
+        gw_http_error(conn, 429, "rate_limited", "too many new connections; retry shortly");
+        return CHAT_ERATE;
     }
     memcpy(keybuf, h->ws_key, h->ws_key_len);
     memcpy(keybuf + h->ws_key_len, guid, sizeof(guid) - 1);
@@ -365,23 +382,23 @@ static int dispatch(gw_conn_t *conn)
         handle_metrics(conn);
         return 0;
     }
-    if (path_is(h, "/v1/conversations")) {
-        if (method != HTTP_POST) {
-            gw_http_error(conn, 405, "method_not_allowed", "use POST");
-            return 0;
-        }
-        if (authenticate(conn) != 0)
-            return 0;
-        if (gw_store_create_conversation(conn, h->body.data ? h->body.data : "", h->body.len) !=
-            0) {
-            gw_http_error(conn, 503, "unavailable", "the store is busy; retry");
-            return 0;
-        }
-        return 1;
-    }
     if (path_is(h, "/v1/ws")) {
         gw_http_error(conn, 426, "upgrade_required", "this path speaks WebSocket only");
         return 0;
+    }
+    size_t plen, qlen;
+    const char *q;
+    split_url(h, &plen, &q, &qlen);
+    if (plen > 4 && strncmp(h->url.data, "/v1/", 4) == 0)
+        return gw_api_dispatch(conn, method, h->url.data + 4, plen - 4, q, qlen,
+                               h->body.data ? h->body.data : "", h->body.len);
+    if (method == HTTP_GET || method == HTTP_HEAD) {
+        const char *ctype, *data;
+        size_t len;
+        if (gw_static_find(conn->gw->web, h->url.data, plen, &ctype, &data, &len) == 0) {
+            respond_typed(conn, 200, ctype, data, len);
+            return 0;
+        }
     }
     gw_http_error(conn, 404, "not_found", "no such path");
     return 0;

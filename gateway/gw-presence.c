@@ -26,6 +26,29 @@ static void send_hello(gw_conn_t *conn)
     gw_conn_send_text(conn, b->data, b->len);
 }
 
+/* Registers a connection and counts the user's live ones in one step, so
+ * that the per-user cap holds across gateways: fields whose expiry passed
+ * are dropped on the way. Returns the live count including this one, or -1
+ * when the cap is reached (nothing written). */
+static const char register_script[] =
+    "local now=tonumber(ARGV[3]) local cap=tonumber(ARGV[4]) "
+    "local v=redis.call('HGETALL',KEYS[1]) local live=0 "
+    "for i=2,#v,2 do local e=tonumber(string.match(v[i],'|(%d+)$')) "
+    "if e and e>now then live=live+1 else redis.call('HDEL',KEYS[1],v[i-1]) end end "
+    "if live>=cap then return -1 end "
+    "redis.call('HSET',KEYS[1],ARGV[1],ARGV[2]) redis.call('PEXPIRE',KEYS[1],ARGV[5]) "
+    "return live+1";
+
+/* Removes a connection; when it was the user's last live one, records when
+ * the user was last seen. Returns the live connections left. */
+static const char unregister_script[] =
+    "redis.call('HDEL',KEYS[1],ARGV[1]) local now=tonumber(ARGV[2]) "
+    "local v=redis.call('HGETALL',KEYS[1]) local live=0 "
+    "for i=2,#v,2 do local e=tonumber(string.match(v[i],'|(%d+)$')) "
+    "if e and e>now then live=live+1 end end "
+    "if live==0 then redis.call('SET',KEYS[2],ARGV[2],'EX',2592000) end "
+    "return live";
+
 static void registered_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
     gw_t *gw = ac->data;
@@ -33,11 +56,20 @@ static void registered_cb(redisAsyncContext *ac, void *r, void *privdata)
     gw_conn_t *conn = gw_conn_find(gw, (uint64_t)(uintptr_t)privdata);
     if (conn == NULL)
         return;
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
         CHAT_WARN("conn %s user %s: presence not registered; live delivery waits for sync",
                   conn->id, conn->user);
-    else
+    } else if (reply->integer < 0) {
+        CHAT_INFO("conn %s user %s: connection cap reached", conn->id, conn->user);
+        gw_conn_send_error(conn, "too_many_connections",
+                           "this user has too many connections open", NULL, 1);
+        gw_conn_ws_close(conn, 1008, "too many connections");
+        return;
+    } else {
         conn->presence = 1;
+        if (reply->integer == 1)
+            gw_notify_presence(gw, conn->user, 1);
+    }
     send_hello(conn);
 }
 
@@ -50,27 +82,56 @@ static void field_value(gw_t *gw, char *buf, size_t size)
 void gw_presence_register(gw_conn_t *conn)
 {
     gw_t *gw = conn->gw;
-    char value[CHAT_NAME_MAX + 32];
+    char value[CHAT_NAME_MAX + 32], key[CHAT_NAME_MAX + 16], now[24], cap[24], ttl[24];
     if (gw->redis == NULL) {
         CHAT_WARN("conn %s: redis is down; no presence until it is back", conn->id);
         send_hello(conn);
         return;
     }
     field_value(gw, value, sizeof(value));
+    snprintf(key, sizeof(key), CHAT_PRESENCE_PREFIX "%s", conn->user);
+    snprintf(now, sizeof(now), "%llu", (unsigned long long)chat_now_ms());
+    snprintf(cap, sizeof(cap), "%lld", (long long)gw->cfg->user_conn_max);
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)gw->cfg->presence_ttl_s * 1000);
     /* Presence before anything is read from the store: a message routed
      * from now on reaches this socket, and one stored before is in sync. */
-    redisAsyncCommand(gw->redis, NULL, NULL, "HSET " CHAT_PRESENCE_PREFIX "%s %s %s", conn->user,
-                      conn->id, value);
     redisAsyncCommand(gw->redis, registered_cb, (void *)(uintptr_t)conn->serial,
-                      "PEXPIRE " CHAT_PRESENCE_PREFIX "%s %lld", conn->user,
-                      (long long)gw->cfg->presence_ttl_s * 1000);
+                      "EVAL %s 1 %s %s %s %s %s %s", register_script, key, conn->id, value, now,
+                      cap, ttl);
+}
+
+typedef struct gone_s {
+    gw_t *gw;
+    char user[CHAT_NAME_MAX + 1];
+} gone_t;
+
+static void unregistered_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    gone_t *g = privdata;
+    redisReply *reply = r;
+    (void)ac;
+    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0 &&
+        !g->gw->shutting_down)
+        gw_notify_presence(g->gw, g->user, 0);
+    free(g);
 }
 
 void gw_presence_unregister(gw_t *gw, const char *user, const char *conn_id)
 {
-    if (gw->redis != NULL)
-        redisAsyncCommand(gw->redis, NULL, NULL, "HDEL " CHAT_PRESENCE_PREFIX "%s %s", user,
-                          conn_id);
+    char key[CHAT_NAME_MAX + 16], seen[CHAT_NAME_MAX + 16], now[24];
+    if (gw->redis == NULL)
+        return;
+    gone_t *g = malloc(sizeof(*g));
+    if (g == NULL)
+        return;
+    g->gw = gw;
+    snprintf(g->user, sizeof(g->user), "%s", user);
+    snprintf(key, sizeof(key), CHAT_PRESENCE_PREFIX "%s", user);
+    snprintf(seen, sizeof(seen), "lastseen:%s", user);
+    snprintf(now, sizeof(now), "%llu", (unsigned long long)chat_now_ms());
+    if (redisAsyncCommand(gw->redis, unregistered_cb, g, "EVAL %s 2 %s %s %s %s",
+                          unregister_script, key, seen, conn_id, now) != REDIS_OK)
+        free(g);
 }
 
 /* Rewrites every local presence field with a fresh expiry: one HSET per

@@ -13,6 +13,7 @@
 #include "chat-buf.h"
 #include "chat-id.h"
 #include "chat-kafka.h"
+#include "chat-ratelimit.h"
 #include "gw-config.h"
 #include "gw-map.h"
 #include "gw-metrics.h"
@@ -68,6 +69,9 @@ struct gw_conn_s {
     unsigned http_close : 1; /* no keep-alive */
     unsigned ws_busy : 1;    /* inside wslay_event_recv: free the context later */
     unsigned hello : 1;      /* hello sent: presence is registered */
+    chat_bucket_t bucket;    /* frames per second */
+    uint64_t typing_ms;      /* when the last typing start went out, for... */
+    char typing_conv[CHAT_NAME_MAX + 1]; /* ...this conversation */
 };
 
 struct gw_s {
@@ -104,6 +108,9 @@ struct gw_s {
     chat_buf_t scratch; /* short-lived frames built on the loop */
     chat_buf_t encbuf;  /* envelopes being produced */
     gw_metrics_t metrics;
+    chat_bucket_t conn_bucket; /* new sessions per second */
+    gw_map_t conv_members;     /* conv -> member list (typing), aux: expiry */
+    struct gw_static_s *web;   /* the web client's files */
     uint64_t conn_counter;
     int shutting_down;
     int jobs; /* store jobs in flight */
@@ -139,6 +146,11 @@ void gw_conn_resume(gw_conn_t *conn);
 void gw_conn_heartbeat(gw_t *gw);
 
 /* gw-http.c */
+/* Verifies the request's Bearer token (or ?token=) and fills conn->user.
+ * Returns 0, or answers 401 and returns CHAT_EAUTH/CHAT_EEXPIRED. */
+int gw_http_authenticate(gw_conn_t *conn);
+/* Finds a query parameter in q[0..len); returns its length (0: absent). */
+size_t gw_http_query_param(const char *q, size_t len, const char *name, const char **value);
 void gw_http_on_read(gw_conn_t *conn, const char *data, size_t len);
 void gw_http_free(gw_http_t *http);
 /* Writes a complete HTTP response with a JSON body. */
@@ -161,18 +173,37 @@ void gw_frames_unblock(gw_conn_t *conn);
 void gw_frames_free_pending(gw_conn_t *conn);
 
 /* gw-producer.c */
+typedef enum {
+    GW_REPLY_NONE, /* receipts: only failures are answered */
+    GW_REPLY_SENT, /* a `sent` frame with cid and id */
+    GW_REPLY_HTTP, /* 202 {"id":...}, then the HTTP connection resumes */
+} gw_reply_t;
 int gw_producer_start(gw_t *gw, chat_error_t *err);
 void gw_producer_stop(gw_t *gw);
-/* Produces an encoded envelope keyed by conv; answers the connection with
- * `sent` or an error from the delivery report. cid may be empty. */
-int gw_producer_send(gw_t *gw, gw_conn_t *conn, const char *conv, const char *id,
-                     const char *cid, int64_t ts, const char *data, size_t len);
+/* Produces an encoded envelope (copied) keyed by conv; the delivery report
+ * answers conn as reply says. cid may be empty. Returns 0 or CHAT_EKAFKA. */
+int gw_producer_send(gw_t *gw, gw_conn_t *conn, gw_reply_t reply, const char *conv,
+                     const char *id, const char *cid, int64_t ts, const char *data, size_t len);
 
 /* gw-presence.c */
 int gw_presence_start(gw_t *gw, chat_error_t *err);
 void gw_presence_stop(gw_t *gw);
 void gw_presence_register(gw_conn_t *conn);
 void gw_presence_unregister(gw_t *gw, const char *user, const char *conn_id);
+
+/* gw-notify.c */
+/* Routes frame to every connection of users (but exclude_user's), through
+ * their gateways' channels: one PUBLISH per gateway. */
+void gw_notify_route(gw_t *gw, char **users, size_t n, const char *exclude_user,
+                     const char *frame, size_t len);
+/* A typing frame from conn for conv (membership already checked). */
+void gw_notify_typing(gw_conn_t *conn, const char *conv, int start);
+/* Tells the members of user's conversations that user came or went. */
+void gw_notify_presence(gw_t *gw, const char *user, int online);
+/* GET /v1/presence: answers for the listed users (comma-separated) who
+ * share a conversation with conn's user. Returns 1 (answered later) or 0. */
+int gw_notify_query(gw_conn_t *conn, const char *users, size_t len);
+void gw_notify_free_cache(gw_t *gw);
 
 /* A unit of store work: work runs on a thread-pool thread with no access to
  * loop state; done runs on the loop and finds its connection by serial
@@ -200,8 +231,12 @@ struct gw_job_s {
 
 /* gw-store.c */
 gw_job_t *gw_job_new(gw_conn_t *conn, gw_job_fn work, gw_job_fn done);
+/* A job that answers no connection (serial 0 finds none). */
+gw_job_t *gw_job_new_for(gw_t *gw, gw_job_fn work, gw_job_fn done);
 /* Queues the job; on failure frees it and returns a libuv error. */
 int gw_job_submit(gw_job_t *job);
+/* Frees a job that was never submitted. */
+void gw_job_free(gw_job_t *job);
 int gw_store_start(gw_t *gw, chat_error_t *err);
 void gw_store_stop(gw_t *gw);
 /* Cached membership: 1 member, 0 not, -1 unknown (ask the store). */

@@ -13,7 +13,7 @@ typedef struct gw_pending_s {
     struct gw_pending_s *next_free;
     uint64_t serial;
     int64_t ts;
-    int is_send;
+    gw_reply_t reply;
     char id[CHAT_ID_LEN + 1];
     char cid[CHAT_NAME_MAX + 1];
     char conv[CHAT_NAME_MAX + 1];
@@ -49,11 +49,20 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *data)
         gw->metrics.produce_failures++;
         CHAT_WARN("event %s conv %s: not acknowledged: %s", p->id, p->conv,
                   rd_kafka_err2str(rkm->err));
-        if (conn != NULL)
+        if (conn != NULL && p->reply == GW_REPLY_HTTP) {
+            gw_http_error(conn, 503, "unavailable", "the event was not stored; retry");
+            gw_http_resume(conn);
+        } else if (conn != NULL) {
             gw_conn_send_error(conn, "unavailable", "the event was not stored; retry", p->cid, 1);
+        }
     } else {
         gw->metrics.events_produced++;
-        if (conn != NULL && p->is_send) {
+        if (conn != NULL && p->reply == GW_REPLY_HTTP) {
+            char body[64];
+            int n = snprintf(body, sizeof(body), "{\"id\":\"%s\"}", p->id);
+            gw_http_respond(conn, 202, body, (size_t)n);
+            gw_http_resume(conn);
+        } else if (conn != NULL && p->reply == GW_REPLY_SENT) {
             chat_buf_t *b = &gw->scratch;
             chat_buf_reset(b);
             chat_buf_append_str(b, "{\"t\":\"sent\"");
@@ -103,15 +112,15 @@ void gw_producer_stop(gw_t *gw)
     }
 }
 
-int gw_producer_send(gw_t *gw, gw_conn_t *conn, const char *conv, const char *id,
-                     const char *cid, int64_t ts, const char *data, size_t len)
+int gw_producer_send(gw_t *gw, gw_conn_t *conn, gw_reply_t reply, const char *conv,
+                     const char *id, const char *cid, int64_t ts, const char *data, size_t len)
 {
     gw_pending_t *p = pending_get();
     if (p == NULL)
         return CHAT_ENOMEM;
     p->serial = conn->serial;
     p->ts = ts;
-    p->is_send = cid != NULL;
+    p->reply = reply;
     snprintf(p->id, sizeof(p->id), "%s", id);
     snprintf(p->cid, sizeof(p->cid), "%s", cid ? cid : "");
     snprintf(p->conv, sizeof(p->conv), "%s", conv);

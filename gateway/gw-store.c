@@ -27,23 +27,31 @@ struct gw_sync_s {
 
 
 
-gw_job_t *gw_job_new(gw_conn_t *conn, gw_job_fn work, gw_job_fn done)
+gw_job_t *gw_job_new_for(gw_t *gw, gw_job_fn work, gw_job_fn done)
 {
     gw_job_t *job = calloc(1, sizeof(*job));
     if (job == NULL)
         return NULL;
-    job->gw = conn->gw;
+    job->gw = gw;
     job->work = work;
     job->done = done;
-    job->serial = conn->serial;
     job->req.data = job;
-    memcpy(job->user, conn->user, sizeof(job->user));
     chat_buf_init(&job->in, 1 << 20);
     chat_buf_init(&job->out, 4 << 20);
     return job;
 }
 
-static void job_free(gw_job_t *job)
+gw_job_t *gw_job_new(gw_conn_t *conn, gw_job_fn work, gw_job_fn done)
+{
+    gw_job_t *job = gw_job_new_for(conn->gw, work, done);
+    if (job != NULL) {
+        job->serial = conn->serial;
+        memcpy(job->user, conn->user, sizeof(job->user));
+    }
+    return job;
+}
+
+void gw_job_free(gw_job_t *job)
 {
     chat_buf_close(&job->in);
     chat_buf_close(&job->out);
@@ -547,14 +555,14 @@ static void after_cb(uv_work_t *req, int status)
     job->gw->jobs--;
     if (status == 0)
         job->done(job);
-    job_free(job);
+    gw_job_free(job);
 }
 
 int gw_job_submit(gw_job_t *job)
 {
     int rc = uv_queue_work(job->gw->loop, &job->req, work_cb, after_cb);
     if (rc != 0) {
-        job_free(job);
+        gw_job_free(job);
         return rc;
     }
     job->gw->jobs++;
@@ -623,7 +631,7 @@ int gw_store_create_conversation(gw_conn_t *conn, const char *body, size_t len)
     if (job == NULL)
         return CHAT_ENOMEM;
     if (chat_buf_append(&job->in, body, len) != 0) {
-        job_free(job);
+        gw_job_free(job);
         return CHAT_ETOOBIG;
     }
     return gw_job_submit(job);

@@ -204,6 +204,7 @@ int gw_ws_start(gw_conn_t *conn, const char *rest, size_t rest_len)
     }
     wslay_event_config_set_max_recv_msg_length(conn->ws, (uint64_t)gw->cfg->max_frame);
     conn->state = GW_CONN_WS;
+    chat_bucket_init(&conn->bucket, (double)gw->cfg->msg_burst, uv_now(gw->loop));
     gw->metrics.ws_upgrades++;
     gw->metrics.ws_open++;
     if (gw_conn_attach_user(conn) != 0) {

@@ -17,6 +17,7 @@
 #include "chat-mongo.h"
 #include "chat-redis.h"
 #include "gw-private.h"
+#include "gw-static.h"
 
 static void flush_cb(uv_check_t *h)
 {
@@ -105,6 +106,9 @@ static int run(gw_config_t *cfg, const char *id)
     gw->secret_len = strlen(cfg->jwt_secret);
     gw_map_init(&gw->users);
     gw_map_init(&gw->members);
+    gw_map_init(&gw->conv_members);
+    chat_bucket_init(&gw->conn_bucket, (double)cfg->conn_burst, uv_now(loop));
+    gw->web = gw_static_new(cfg->web_root);
     chat_buf_init(&gw->scratch, 8 << 20);
     chat_buf_init(&gw->encbuf, 8 << 20);
 
@@ -159,6 +163,9 @@ out:
     uv_loop_close(loop);
     gw_map_close(&gw->users);
     gw_map_close(&gw->members);
+    gw_notify_free_cache(gw);
+    gw_map_close(&gw->conv_members);
+    gw_static_destroy(gw->web);
     chat_buf_close(&gw->scratch);
     chat_buf_close(&gw->encbuf);
     free(gw->slots);

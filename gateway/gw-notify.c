@@ -1,0 +1,499 @@
+/* Ephemeral notifications that never touch Kafka: typing indicators,
+ * presence changes and the presence query. Recipients are found in the
+ * store (off the loop), their gateways in Redis, and each gateway gets one
+ * PUBLISH in the routing format the consumers use (docs/design.md). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat-error.h"
+#include "chat-log.h"
+#include "chat-mongo.h"
+#include "chat-redis.h"
+#include "gw-private.h"
+
+#define MEMBERS_CACHE_MAX 50000
+#define QUERY_MAX 100
+
+/* ---- routing to other gateways ------------------------------------------------ */
+
+typedef struct route_out_s {
+    char gw[CHAT_NAME_MAX + 1];
+    chat_buf_t buf;
+} route_out_t;
+
+typedef struct route_s route_t;
+
+typedef struct route_user_s {
+    route_t *r;
+    char name[CHAT_NAME_MAX + 1];
+} route_user_t;
+
+struct route_s {
+    gw_t *gw;
+    int pending;
+    char *frame;
+    size_t frame_len;
+    route_out_t *out;
+    size_t nout;
+    route_user_t *users;
+};
+
+static void route_finish(route_t *r)
+{
+    for (size_t i = 0; i < r->nout; i++) {
+        if (r->gw->redis != NULL && !r->gw->shutting_down)
+            redisAsyncCommand(r->gw->redis, NULL, NULL, "PUBLISH " CHAT_GATEWAY_CHANNEL_PREFIX "%s %b",
+                              r->out[i].gw, r->out[i].buf.data, r->out[i].buf.len);
+        chat_buf_close(&r->out[i].buf);
+    }
+    free(r->out);
+    free(r->users);
+    free(r->frame);
+    free(r);
+}
+
+static void route_cb(redisAsyncContext *ac, void *rep, void *privdata)
+{
+    route_user_t *u = privdata;
+    route_t *r = u->r;
+    redisReply *reply = rep;
+    uint64_t now = chat_now_ms();
+    (void)ac;
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+            char gwid[CHAT_NAME_MAX + 1];
+            redisReply *v = reply->element[i + 1];
+            if (v->type != REDIS_REPLY_STRING ||
+                chat_presence_parse(v->str, v->len, now, gwid, sizeof(gwid)) != 0)
+                continue;
+            size_t k;
+            for (k = 0; k < r->nout && strcmp(r->out[k].gw, gwid) != 0; k++)
+                ;
+            if (k == r->nout) {
+                route_out_t *o = realloc(r->out, (r->nout + 1) * sizeof(*o));
+                if (o == NULL)
+                    continue;
+                r->out = o;
+                snprintf(o[k].gw, sizeof(o[k].gw), "%s", gwid);
+                chat_buf_init(&o[k].buf, 16 << 20);
+                r->nout++;
+            }
+            /* One line per user and gateway: the gateway fans out to all of
+             * the user's local connections itself. */
+            chat_buf_t *b = &r->out[k].buf;
+            char head[CHAT_NAME_MAX + 4];
+            int n = snprintf(head, sizeof(head), "%s -\t", u->name);
+            if (b->len >= (size_t)n + r->frame_len + 1 &&
+                memmem(b->data, b->len, head, (size_t)n) != NULL)
+                continue;
+            chat_buf_append(b, head, (size_t)n);
+            chat_buf_append(b, r->frame, r->frame_len);
+            chat_buf_append(b, "\n", 1);
+        }
+    }
+    if (--r->pending == 0)
+        route_finish(r);
+}
+
+void gw_notify_route(gw_t *gw, char **users, size_t n, const char *exclude_user,
+                     const char *frame, size_t len)
+{
+    if (gw->redis == NULL || n == 0)
+        return;
+    route_t *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return;
+    r->gw = gw;
+    r->frame = malloc(len);
+    r->users = calloc(n, sizeof(*r->users));
+    if (r->frame == NULL || r->users == NULL) {
+        free(r->frame);
+        free(r->users);
+        free(r);
+        return;
+    }
+    memcpy(r->frame, frame, len);
+    r->frame_len = len;
+    r->pending = 1; /* held until every command is queued */
+    for (size_t i = 0; i < n; i++) {
+        if (exclude_user != NULL && strcmp(users[i], exclude_user) == 0)
+            continue;
+        route_user_t *u = &r->users[i];
+        u->r = r;
+        snprintf(u->name, sizeof(u->name), "%s", users[i]);
+        if (redisAsyncCommand(gw->redis, route_cb, u, "HGETALL " CHAT_PRESENCE_PREFIX "%s",
+                              u->name) == REDIS_OK)
+            r->pending++;
+    }
+    if (--r->pending == 0)
+        route_finish(r);
+}
+
+/* Splits a NUL-separated list in b into an array of pointers into b. */
+static char **split_list(const chat_buf_t *b, size_t *n)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < b->len; i++)
+        count += b->data[i] == '\0';
+    char **v = calloc(count + 1, sizeof(*v));
+    if (v == NULL) {
+        *n = 0;
+        return NULL;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < b->len; i += strlen(b->data + i) + 1)
+        v[k++] = b->data + i;
+    *n = k;
+    return v;
+}
+
+/* ---- store lookups -------------------------------------------------------------- */
+
+/* Appends to out, NUL-separated, the members of conversation conv. */
+static int conv_members(gw_job_t *job, mongoc_client_t *client, const char *conv,
+                        chat_buf_t *out)
+{
+    bson_error_t berr;
+    const bson_t *doc;
+    mongoc_collection_t *c = mongoc_client_get_collection(client, job->gw->db, "conversations");
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8(conv));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, filter, NULL, NULL);
+    if (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it, arr;
+        if (bson_iter_init_find(&it, doc, "members") && BSON_ITER_HOLDS_ARRAY(&it) &&
+            bson_iter_recurse(&it, &arr)) {
+            while (bson_iter_next(&arr)) {
+                uint32_t l;
+                if (!BSON_ITER_HOLDS_UTF8(&arr))
+                    continue;
+                const char *u = bson_iter_utf8(&arr, &l);
+                chat_buf_append(out, u, (size_t)l + 1);
+            }
+        }
+    }
+    int rc = mongoc_cursor_error(cur, &berr) ? chat_mongo_error(&job->err, &berr, "members") : 0;
+    mongoc_cursor_destroy(cur);
+    bson_destroy(filter);
+    mongoc_collection_destroy(c);
+    return rc;
+}
+
+/* Appends to out, NUL-separated and without repeats, everyone who shares a
+ * conversation with job->user (not the user). */
+static int co_members(gw_job_t *job, mongoc_client_t *client, chat_buf_t *out)
+{
+    bson_error_t berr;
+    const bson_t *doc;
+    chat_buf_t convs, all;
+    chat_buf_init(&convs, 1 << 20);
+    chat_buf_init(&all, 16 << 20);
+    mongoc_collection_t *m = mongoc_client_get_collection(client, job->gw->db, "members");
+    bson_t *filter = BCON_NEW("user", BCON_UTF8(job->user));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(m, filter, NULL, NULL);
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        if (bson_iter_init_find(&it, doc, "conv") && BSON_ITER_HOLDS_UTF8(&it)) {
+            uint32_t l;
+            const char *c = bson_iter_utf8(&it, &l);
+            chat_buf_append(&convs, c, (size_t)l + 1);
+        }
+    }
+    int rc = mongoc_cursor_error(cur, &berr) ? chat_mongo_error(&job->err, &berr, "members") : 0;
+    mongoc_cursor_destroy(cur);
+    bson_destroy(filter);
+    mongoc_collection_destroy(m);
+    for (size_t i = 0; rc == 0 && i < convs.len; i += strlen(convs.data + i) + 1)
+        rc = conv_members(job, client, convs.data + i, &all);
+    /* Deduplicate: small lists, a quadratic pass is fine. */
+    for (size_t i = 0; rc == 0 && i < all.len; i += strlen(all.data + i) + 1) {
+        const char *u = all.data + i;
+        if (strcmp(u, job->user) == 0)
+            continue;
+        int seen = 0;
+        for (size_t k = 0; k < out->len && !seen; k += strlen(out->data + k) + 1)
+            seen = strcmp(out->data + k, u) == 0;
+        if (!seen)
+            chat_buf_append(out, u, strlen(u) + 1);
+    }
+    chat_buf_close(&convs);
+    chat_buf_close(&all);
+    return rc;
+}
+
+/* ---- typing ------------------------------------------------------------------------ */
+
+static void typing_work(gw_job_t *job)
+{
+    mongoc_client_t *client = mongoc_client_pool_pop(job->gw->pool);
+    job->result = conv_members(job, client, job->conv, &job->in);
+    mongoc_client_pool_push(job->gw->pool, client);
+}
+
+static void cache_put(gw_t *gw, const char *conv, const chat_buf_t *list)
+{
+    if (gw->conv_members.live > MEMBERS_CACHE_MAX)
+        gw_notify_free_cache(gw);
+    gw_map_entry_t *e = gw_map_put(&gw->conv_members, conv);
+    if (e == NULL)
+        return;
+    chat_buf_t *copy = malloc(sizeof(*copy));
+    if (copy == NULL)
+        return;
+    chat_buf_init(copy, list->len + 1);
+    chat_buf_append(copy, list->data, list->len);
+    if (e->value != NULL) {
+        chat_buf_close(e->value);
+        free(e->value);
+    }
+    e->value = copy;
+    e->aux = uv_now(gw->loop) + 30000;
+}
+
+static void route_list(gw_t *gw, const chat_buf_t *list, const char *exclude, const char *frame,
+                       size_t len)
+{
+    size_t n;
+    char **users = split_list(list, &n);
+    if (users != NULL)
+        gw_notify_route(gw, users, n, exclude, frame, len);
+    free(users);
+}
+
+static void typing_done(gw_job_t *job)
+{
+    if (job->result != 0) {
+        CHAT_DEBUG("typing in %s: %s", job->conv, job->err.message);
+        return;
+    }
+    cache_put(job->gw, job->conv, &job->in);
+    route_list(job->gw, &job->in, job->user, job->out.data, job->out.len);
+}
+
+void gw_notify_typing(gw_conn_t *conn, const char *conv, int start)
+{
+    gw_t *gw = conn->gw;
+    chat_buf_t frame;
+    chat_buf_init(&frame, 1024);
+    chat_buf_append_str(&frame, "{\"t\":\"typing\",\"conv\":");
+    chat_buf_append_json_str(&frame, conv, strlen(conv));
+    chat_buf_append_str(&frame, ",\"user\":");
+    chat_buf_append_json_str(&frame, conn->user, strlen(conn->user));
+    chat_buf_printf(&frame, ",\"state\":\"%s\",\"ttl_ms\":%lld}", start ? "start" : "stop",
+                    (long long)gw->cfg->typing_ttl_ms);
+    gw_map_entry_t *e = gw_map_get(&gw->conv_members, conv);
+    if (e != NULL && e->aux > uv_now(gw->loop)) {
+        route_list(gw, e->value, conn->user, frame.data, frame.len);
+    } else {
+        gw_job_t *job = gw_job_new(conn, typing_work, typing_done);
+        if (job != NULL) {
+            snprintf(job->conv, sizeof(job->conv), "%s", conv);
+            chat_buf_append(&job->out, frame.data, frame.len);
+            gw_job_submit(job);
+        }
+    }
+    chat_buf_close(&frame);
+}
+
+void gw_notify_free_cache(gw_t *gw)
+{
+    for (size_t i = 0; i < gw->conv_members.cap; i++) {
+        gw_map_entry_t *e = &gw->conv_members.e[i];
+        if (e->value != NULL) {
+            chat_buf_close(e->value);
+            free(e->value);
+        }
+    }
+    gw_map_close(&gw->conv_members);
+    gw_map_init(&gw->conv_members);
+}
+
+/* ---- presence changes ------------------------------------------------------------ */
+
+static void co_members_work(gw_job_t *job)
+{
+    mongoc_client_t *client = mongoc_client_pool_pop(job->gw->pool);
+    job->result = co_members(job, client, &job->in);
+    mongoc_client_pool_push(job->gw->pool, client);
+}
+
+static void presence_done(gw_job_t *job)
+{
+    if (job->result != 0) {
+        CHAT_WARN("presence of %s: %s", job->user, job->err.message);
+        return;
+    }
+    route_list(job->gw, &job->in, job->user, job->out.data, job->out.len);
+}
+
+void gw_notify_presence(gw_t *gw, const char *user, int online)
+{
+    gw_job_t *job = gw_job_new_for(gw, co_members_work, presence_done);
+    if (job == NULL)
+        return;
+    snprintf(job->user, sizeof(job->user), "%s", user);
+    chat_buf_append_str(&job->out, "{\"t\":\"presence\",\"user\":");
+    chat_buf_append_json_str(&job->out, user, strlen(user));
+    if (online)
+        chat_buf_append_str(&job->out, ",\"online\":true}");
+    else
+        chat_buf_printf(&job->out, ",\"online\":false,\"last_seen\":%llu}",
+                        (unsigned long long)chat_now_ms());
+    gw_job_submit(job);
+}
+
+/* ---- GET /v1/presence ---------------------------------------------------------------- */
+
+typedef struct query_s {
+    gw_t *gw;
+    uint64_t serial;
+    int pending;
+    size_t n;
+    char names[QUERY_MAX][CHAT_NAME_MAX + 1];
+    int online[QUERY_MAX];
+    long long last_seen[QUERY_MAX];
+} query_t;
+
+typedef struct query_ref_s {
+    query_t *q;
+    size_t i;
+} query_ref_t;
+
+static void query_finish(query_t *q)
+{
+    gw_conn_t *conn = gw_conn_find(q->gw, q->serial);
+    if (conn != NULL) {
+        chat_buf_t b;
+        chat_buf_init(&b, 1 << 20);
+        chat_buf_append_str(&b, "{\"presence\":[");
+        for (size_t i = 0; i < q->n; i++) {
+            if (i)
+                chat_buf_append(&b, ",", 1);
+            chat_buf_printf(&b, "{\"user\":\"%s\",\"online\":%s", q->names[i],
+                            q->online[i] ? "true" : "false");
+            if (!q->online[i] && q->last_seen[i] > 0)
+                chat_buf_printf(&b, ",\"last_seen\":%lld", q->last_seen[i]);
+            chat_buf_append(&b, "}", 1);
+        }
+        chat_buf_append_str(&b, "]}");
+        gw_http_respond(conn, 200, b.data, b.len);
+        chat_buf_close(&b);
+        gw_http_resume(conn);
+    }
+    free(q);
+}
+
+static void query_hash_cb(redisAsyncContext *ac, void *rep, void *privdata)
+{
+    query_ref_t *ref = privdata;
+    query_t *q = ref->q;
+    redisReply *reply = rep;
+    uint64_t now = chat_now_ms();
+    (void)ac;
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+            char gwid[CHAT_NAME_MAX + 1];
+            redisReply *v = reply->element[i + 1];
+            if (v->type == REDIS_REPLY_STRING &&
+                chat_presence_parse(v->str, v->len, now, gwid, sizeof(gwid)) == 0)
+                q->online[ref->i] = 1;
+        }
+    }
+    if (--q->pending == 0)
+        query_finish(q);
+}
+
+static void query_seen_cb(redisAsyncContext *ac, void *rep, void *privdata)
+{
+    query_ref_t *ref = privdata;
+    query_t *q = ref->q;
+    redisReply *reply = rep;
+    (void)ac;
+    if (reply != NULL && reply->type == REDIS_REPLY_STRING)
+        q->last_seen[ref->i] = strtoll(reply->str, NULL, 10);
+    if (--q->pending == 0)
+        query_finish(q);
+}
+
+static void query_done(gw_job_t *job)
+{
+    gw_conn_t *conn = gw_conn_find(job->gw, job->serial);
+    if (conn == NULL)
+        return;
+    if (job->result != 0) {
+        gw_http_error(conn, 503, "unavailable", "the store did not answer; retry");
+        gw_http_resume(conn);
+        return;
+    }
+    query_t *q = calloc(1, sizeof(*q) + sizeof(query_ref_t) * 2 * QUERY_MAX);
+    if (q == NULL || job->gw->redis == NULL) {
+        free(q);
+        gw_http_error(conn, 503, "unavailable", "presence is unavailable; retry");
+        gw_http_resume(conn);
+        return;
+    }
+    query_ref_t *refs = (query_ref_t *)(q + 1);
+    q->gw = job->gw;
+    q->serial = job->serial;
+    /* Answer only for the requested users who share a conversation. */
+    for (size_t i = 0; i < job->in.len && q->n < QUERY_MAX; i += strlen(job->in.data + i) + 1) {
+        const char *u = job->in.data + i;
+        int shared = 0;
+        for (size_t k = 0; k < job->out.len && !shared; k += strlen(job->out.data + k) + 1)
+            shared = strcmp(job->out.data + k, u) == 0;
+        if (shared)
+            snprintf(q->names[q->n++], sizeof(q->names[0]), "%s", u);
+    }
+    q->pending = 1;
+    for (size_t i = 0; i < q->n; i++) {
+        refs[2 * i].q = refs[2 * i + 1].q = q;
+        refs[2 * i].i = refs[2 * i + 1].i = i;
+        if (redisAsyncCommand(job->gw->redis, query_hash_cb, &refs[2 * i],
+                              "HGETALL " CHAT_PRESENCE_PREFIX "%s", q->names[i]) == REDIS_OK)
+            q->pending++;
+        if (redisAsyncCommand(job->gw->redis, query_seen_cb, &refs[2 * i + 1], "GET lastseen:%s",
+                              q->names[i]) == REDIS_OK)
+            q->pending++;
+    }
+    if (--q->pending == 0)
+        query_finish(q);
+}
+
+static void query_work(gw_job_t *job)
+{
+    mongoc_client_t *client = mongoc_client_pool_pop(job->gw->pool);
+    job->result = co_members(job, client, &job->out);
+    mongoc_client_pool_push(job->gw->pool, client);
+}
+
+int gw_notify_query(gw_conn_t *conn, const char *users, size_t len)
+{
+    gw_job_t *job = gw_job_new(conn, query_work, query_done);
+    size_t count = 0;
+    if (job == NULL) {
+        gw_http_error(conn, 503, "unavailable", "busy; retry");
+        return 0;
+    }
+    for (const char *s = users, *end = users + len; s != NULL && s < end && count < QUERY_MAX;) {
+        const char *comma = memchr(s, ',', (size_t)(end - s));
+        const char *e = comma ? comma : end;
+        if (!chat_name_valid(s, (size_t)(e - s))) {
+            gw_job_free(job);
+            gw_http_error(conn, 400, "bad_request", "users must be comma-separated user ids");
+            return 0;
+        }
+        chat_buf_append(&job->in, s, (size_t)(e - s));
+        chat_buf_append(&job->in, "", 1);
+        count++;
+        s = e + 1;
+    }
+    if (count == 0) {
+        gw_job_free(job);
+        gw_http_respond(conn, 200, "{\"presence\":[]}", 15);
+        return 0;
+    }
+    if (gw_job_submit(job) != 0) {
+        gw_http_error(conn, 503, "unavailable", "busy; retry");
+        return 0;
+    }
+    return 1;
+}
