@@ -214,11 +214,9 @@ static void write_cb(uv_write_t *req, int status)
         gw_conn_close(conn);
         return;
     }
-    /* An idle connection keeps no large buffers. */
-    if (conn->inflight.cap > 16384)
-        chat_buf_close(&conn->inflight);
-    if (conn->out.cap > 16384)
-        chat_buf_close(&conn->out);
+    /* An idle connection keeps no buffers: the next write allocates. */
+    chat_buf_close(&conn->inflight);
+    chat_buf_close(&conn->out);
     gw_conn_drained(conn);
 }
 

@@ -45,7 +45,10 @@ struct gw_conn_s {
     char user[CHAT_NAME_MAX + 1];
     char id[CHAT_NAME_MAX + 1]; /* connection (device) id */
     gw_http_t *http;            /* while speaking HTTP */
-    wslay_event_context_ptr ws; /* after the upgrade */
+    wslay_event_context_ptr ws; /* only while a message is being read */
+    uint64_t frame_left;        /* payload bytes left in the frame being read */
+    uint8_t hdr[14];            /* a frame header split across reads */
+    uint8_t hdr_len;
     const uint8_t *in;          /* bytes wslay may read during one recv */
     size_t in_len;
     chat_buf_t out;      /* frames queued since the last flush */
@@ -68,6 +71,7 @@ struct gw_conn_s {
     unsigned read_stopped : 1;
     unsigned http_close : 1; /* no keep-alive */
     unsigned ws_busy : 1;    /* inside wslay_event_recv: free the context later */
+    unsigned in_msg : 1;     /* inside a fragmented data message */
     unsigned hello : 1;      /* hello sent: presence is registered */
     chat_bucket_t bucket;    /* frames per second */
     uint64_t typing_ms;      /* when the last typing start went out, for... */

@@ -184,25 +184,74 @@ static void pump(gw_conn_t *conn)
     }
 }
 
+/* Follows frame boundaries in the raw bytes (headers only, payloads are
+ * skipped), so that the gateway knows when the peer rests between
+ * messages without asking wslay for state it does not export. */
+static void scan(gw_conn_t *conn, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        if (conn->frame_left > 0) {
+            size_t take = conn->frame_left < len ? (size_t)conn->frame_left : len;
+            conn->frame_left -= take;
+            p += take;
+            len -= take;
+            continue;
+        }
+        conn->hdr[conn->hdr_len++] = *p++;
+        len--;
+        if (conn->hdr_len < 2)
+            continue;
+        uint8_t l7 = conn->hdr[1] & 0x7f;
+        size_t need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + ((conn->hdr[1] & 0x80) ? 4 : 0);
+        if (conn->hdr_len < need)
+            continue;
+        uint64_t plen = l7;
+        if (l7 == 126)
+            plen = ((uint64_t)conn->hdr[2] << 8) | conn->hdr[3];
+        else if (l7 == 127)
+            for (int i = 0; i < 8; i++)
+                plen = (plen << 8) | conn->hdr[2 + i];
+        uint8_t opcode = conn->hdr[0] & 0x0f;
+        if (opcode < 8) /* data or continuation: FIN ends the message */
+            conn->in_msg = (conn->hdr[0] & 0x80) == 0;
+        conn->frame_left = plen;
+        conn->hdr_len = 0;
+    }
+}
+
+static int ws_create(gw_conn_t *conn)
+{
+    if (wslay_event_context_server_init(&conn->ws, &callbacks, conn) != 0) {
+        conn->ws = NULL;
+        return CHAT_ENOMEM;
+    }
+    wslay_event_config_set_max_recv_msg_length(conn->ws, (uint64_t)conn->gw->cfg->max_frame);
+    return 0;
+}
+
 void gw_ws_on_read(gw_conn_t *conn, const char *data, size_t len)
 {
-    if (conn->ws == NULL)
+    /* A context lives only while traffic needs one: an idle connection
+     * keeps none of wslay's buffers. */
+    if (conn->ws == NULL && ws_create(conn) != 0) {
+        gw_conn_close(conn);
         return;
+    }
+    scan(conn, (const uint8_t *)data, len);
     conn->in = (const uint8_t *)data;
     conn->in_len = len;
     pump(conn);
     conn->in = NULL;
     conn->in_len = 0;
+    if (conn->ws != NULL && conn->state == GW_CONN_WS && conn->frame_left == 0 &&
+        conn->hdr_len == 0 && !conn->in_msg && wslay_event_get_queued_msg_count(conn->ws) == 0 &&
+        !wslay_event_get_close_received(conn->ws) && !wslay_event_get_close_sent(conn->ws))
+        gw_ws_free(conn);
 }
 
 int gw_ws_start(gw_conn_t *conn, const char *rest, size_t rest_len)
 {
     gw_t *gw = conn->gw;
-    if (wslay_event_context_server_init(&conn->ws, &callbacks, conn) != 0) {
-        gw_conn_close(conn);
-        return CHAT_ENOMEM;
-    }
-    wslay_event_config_set_max_recv_msg_length(conn->ws, (uint64_t)gw->cfg->max_frame);
     conn->state = GW_CONN_WS;
     chat_bucket_init(&conn->bucket, (double)gw->cfg->msg_burst, uv_now(gw->loop));
     gw->metrics.ws_upgrades++;
