@@ -15,18 +15,28 @@ static int put_i64(chat_buf_t *out, const char *key, int64_t v)
     return rc ? rc : chat_buf_append_i64(out, v);
 }
 
-int cs_frame_message(chat_buf_t *out, const chat_event_t *ev, int64_t seq)
+/* Appends the fields every sequenced frame starts with. */
+static int put_head(chat_buf_t *out, const char *t, const chat_event_t *ev, int64_t seq,
+                    int with_dev)
 {
-    int rc = chat_buf_append_str(out, "{\"t\":\"message\"");
+    int rc = chat_buf_append_str(out, "{\"t\":\"");
+    rc = rc ? rc : chat_buf_append_str(out, t);
+    rc = rc ? rc : chat_buf_append(out, "\"", 1);
     rc = rc ? rc : put_str(out, ",\"id\":", ev->id, strlen(ev->id));
     rc = rc ? rc : put_str(out, ",\"conv\":", ev->conv, strlen(ev->conv));
     rc = rc ? rc : put_i64(out, ",\"seq\":", seq);
     rc = rc ? rc : put_str(out, ",\"from\":", ev->from, strlen(ev->from));
-    if (ev->dev[0])
+    if (with_dev && ev->dev[0])
         rc = rc ? rc : put_str(out, ",\"dev\":", ev->dev, strlen(ev->dev));
-    if (ev->cid[0])
+    if (with_dev && ev->cid[0])
         rc = rc ? rc : put_str(out, ",\"cid\":", ev->cid, strlen(ev->cid));
     rc = rc ? rc : put_i64(out, ",\"ts\":", ev->ts);
+    return rc;
+}
+
+int cs_frame_message(chat_buf_t *out, const chat_event_t *ev, int64_t seq)
+{
+    int rc = put_head(out, "message", ev, seq, 1);
     rc = rc ? rc : put_str(out, ",\"body\":", ev->body, ev->body_len);
     rc = rc ? rc : chat_buf_append(out, "}", 1);
     return rc;
@@ -46,19 +56,30 @@ int cs_frame_receipt(chat_buf_t *out, const char *conv, const char *user,
     return rc;
 }
 
-int cs_frame_change(chat_buf_t *out, const chat_event_t *ev)
+int cs_frame_change(chat_buf_t *out, const chat_event_t *ev, int64_t seq)
 {
-    int rc = chat_buf_append_str(out, ev->type == CHAT_EV_EDIT ? "{\"t\":\"edit\""
-                                                                : "{\"t\":\"delete\"");
-    rc = rc ? rc : put_str(out, ",\"id\":", ev->id, strlen(ev->id));
-    rc = rc ? rc : put_str(out, ",\"conv\":", ev->conv, strlen(ev->conv));
+    int rc = put_head(out, ev->type == CHAT_EV_EDIT ? "edit" : "delete", ev, seq, 1);
     rc = rc ? rc : put_i64(out, ",\"target\":", ev->target);
-    rc = rc ? rc : put_str(out, ",\"from\":", ev->from, strlen(ev->from));
-    if (ev->dev[0])
-        rc = rc ? rc : put_str(out, ",\"dev\":", ev->dev, strlen(ev->dev));
-    rc = rc ? rc : put_i64(out, ",\"ts\":", ev->ts);
     if (ev->type == CHAT_EV_EDIT)
         rc = rc ? rc : put_str(out, ",\"body\":", ev->body, ev->body_len);
+    rc = rc ? rc : chat_buf_append(out, "}", 1);
+    return rc;
+}
+
+int cs_frame_member(chat_buf_t *out, const chat_event_t *ev, int64_t seq)
+{
+    int rc = put_head(out, "member", ev, seq, 0);
+    rc = rc ? rc
+            : chat_buf_append_str(out, ev->type == CHAT_EV_MEMBER_ADD ? ",\"action\":\"add\""
+                                                                      : ",\"action\":\"remove\"");
+    rc = rc ? rc : put_str(out, ",\"user\":", ev->user, strlen(ev->user));
+    rc = rc ? rc : chat_buf_append(out, "}", 1);
+    return rc;
+}
+
+int cs_frame_conv_deleted(chat_buf_t *out, const chat_event_t *ev, int64_t seq)
+{
+    int rc = put_head(out, "conv_deleted", ev, seq, 0);
     rc = rc ? rc : chat_buf_append(out, "}", 1);
     return rc;
 }

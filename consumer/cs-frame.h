@@ -18,9 +18,15 @@ int cs_frame_message(chat_buf_t *out, const chat_event_t *ev, int64_t seq);
 int cs_frame_receipt(chat_buf_t *out, const char *conv, const char *user,
                      chat_event_type_t kind, int64_t upto);
 
-/* {"t":"edit","id","conv","target","from","dev","ts","body"} or
- * {"t":"delete","id","conv","target","from","dev","ts"}: message `target`
- * of `conv` was changed by its sender; dev is left out when empty. */
-int cs_frame_change(chat_buf_t *out, const chat_event_t *ev);
+/* {"t":"edit","id","conv","seq","from","dev","cid","ts","target","body"} or
+ * {"t":"delete",... without body}: the event seq changed message target;
+ * dev and cid are left out when empty. */
+int cs_frame_change(chat_buf_t *out, const chat_event_t *ev, int64_t seq);
+
+/* {"t":"member","id","conv","seq","from","ts","action":"add"|"remove","user"} */
+int cs_frame_member(chat_buf_t *out, const chat_event_t *ev, int64_t seq);
+
+/* {"t":"conv_deleted","id","conv","seq","from","ts"} */
+int cs_frame_conv_deleted(chat_buf_t *out, const chat_event_t *ev, int64_t seq);
 
 #endif

@@ -43,38 +43,17 @@ typedef struct conv_ctx_s {
     int rc;
 } conv_ctx_t;
 
-static void conv_loaded_cb(const char *id, const char *const *members, size_t n, void *data)
+static void conv_loaded_cb(const cs_store_conv_t *sc, void *data)
 {
     conv_ctx_t *ctx = data;
     cs_pipeline_t *p = ctx->p;
-    cs_item_t *item = cs_map_get(p->want, id);
+    cs_item_t *item = cs_map_get(p->want, sc->id);
     cs_conv_t *conv;
     if (item == NULL)
         return;
-    /* last_seq is filled in once every document is in. */
-    if (cs_state_conv_put(p->state, id, item->rkm->partition, members, n, 0, &conv) != 0) {
+    if (cs_state_conv_put(p->state, sc->id, item->rkm->partition, sc->group, sc->owner,
+                          sc->deleted, sc->members, sc->n_members, sc->last_seq, &conv) != 0)
         ctx->rc = CHAT_ENOMEM;
-        return;
-    }
-    conv->refreshed = p->batch;
-}
-
-static void conv_refreshed_cb(const char *id, const char *const *members, size_t n, void *data)
-{
-    conv_ctx_t *ctx = data;
-    cs_pipeline_t *p = ctx->p;
-    cs_conv_t *old = cs_state_conv_get(p->state, id), *conv;
-    if (old == NULL)
-        return;
-    cs_conv_t keep = *old; /* old dies in the put */
-    if (cs_state_conv_put(p->state, id, keep.partition, members, n, keep.last_seq, &conv) != 0) {
-        ctx->rc = CHAT_ENOMEM;
-        return;
-    }
-    conv->written = keep.written;
-    conv->routed = keep.routed;
-    conv->refreshed = p->batch;
-    CHAT_DEBUG("conv %s (partition %d): members reloaded, %zu now", id, (int)keep.partition, n);
 }
 
 int cs_load_convs(cs_pipeline_t *p, chat_error_t *err)
@@ -97,53 +76,29 @@ int cs_load_convs(cs_pipeline_t *p, chat_error_t *err)
             cs_conv_t *conv = cs_state_conv_get(p->state, p->keys[k]);
             if (conv == NULL)
                 continue;
-            rc = cs_store_last_seq(p->store, conv->id, &conv->last_seq, err);
+            if (p->careful)
+                rc = cs_store_last_seq(p->store, conv->id, &conv->last_seq, err);
             if (rc == 0)
-                CHAT_DEBUG("conv %s (partition %d): loaded, %zu members, last seq %lld",
+                CHAT_DEBUG("conv %s (partition %d): loaded, %zu members, last seq %lld%s",
                            conv->id, (int)conv->partition, conv->n_members,
-                           (long long)conv->last_seq);
+                           (long long)conv->last_seq, p->careful ? " (from messages)" : "");
         }
         if (rc != 0)
             return rc;
     }
-
-    /* A sender missing from a cached member list may have joined since it
-     * was loaded: read the list again, once per conversation per batch. */
-    begin_query(p);
-    for (size_t i = 0; i < p->n; i++) {
-        cs_item_t *item = &p->items[i];
-        cs_conv_t *conv = ok(item) ? cs_state_conv_get(p->state, item->ev.conv) : NULL;
-        if (conv != NULL && conv->refreshed != p->batch &&
-            !cs_conv_has_member(conv, item->ev.from)) {
-            conv->refreshed = p->batch;
-            if ((rc = want(p, item->ev.conv, item)) != 0)
-                return chat_error_set(err, rc, "out of memory");
-        }
-    }
-    if (p->nkeys > 0) {
-        rc = cs_store_find_convs(p->store, p->keys, p->nkeys, conv_refreshed_cb, &ctx, err);
-        if (rc == 0 && ctx.rc != 0)
-            rc = chat_error_set(err, ctx.rc, "out of memory");
-        if (rc != 0)
-            return rc;
-    }
-
     for (size_t i = 0; i < p->n; i++) {
         cs_item_t *item = &p->items[i];
         if (!ok(item))
             continue;
-        cs_conv_t *conv = cs_state_conv_get(p->state, item->ev.conv);
-        if (conv == NULL)
+        if ((item->conv = cs_state_conv_get(p->state, item->ev.conv)) == NULL)
             cs_item_reject(item, "unknown conversation");
-        else if (conv->n_members > (size_t)p->cfg->group_max)
-            cs_item_reject(item, "conversation has %zu members, more than group_max %lld",
-                           conv->n_members, (long long)p->cfg->group_max);
-        else if (!cs_conv_has_member(conv, item->ev.from))
-            cs_item_reject(item, "sender is not a member");
-        else
-            item->conv = conv;
     }
     return 0;
+}
+
+static int has_seq(const cs_item_t *item)
+{
+    return item->ev.type != CHAT_EV_DELIVERED && item->ev.type != CHAT_EV_READ;
 }
 
 static void seq_found_cb(const char *id, int64_t seq, void *data)
@@ -160,7 +115,7 @@ int cs_load_messages(cs_pipeline_t *p, chat_error_t *err)
     p->nkeys = 0;
     for (size_t i = 0; i < p->n; i++) {
         cs_item_t *item = &p->items[i];
-        if (!ok(item) || item->ev.type != CHAT_EV_MESSAGE)
+        if (!ok(item) || !has_seq(item))
             continue;
         cs_item_t *first = cs_map_get(p->ids, item->ev.id);
         if (first != NULL) {
@@ -171,7 +126,7 @@ int cs_load_messages(cs_pipeline_t *p, chat_error_t *err)
             return chat_error_set(err, CHAT_ENOMEM, "out of memory");
         p->keys[p->nkeys++] = item->ev.id;
     }
-    if (p->nkeys == 0)
+    if (p->nkeys == 0 || !p->careful)
         return 0;
     return cs_store_find_messages(p->store, p->keys, p->nkeys, seq_found_cb, p, err);
 }
@@ -241,7 +196,7 @@ cs_target_t *cs_load_find_target(cs_pipeline_t *p, const char *conv, int64_t seq
 }
 
 cs_target_t *cs_load_add_target(cs_pipeline_t *p, const char *conv, int64_t seq,
-                                const char *from, int deleted)
+                                const char *from, int is_message, int deleted)
 {
     if (p->n_targets == 2 * p->cap)
         return NULL;
@@ -251,6 +206,7 @@ cs_target_t *cs_load_add_target(cs_pipeline_t *p, const char *conv, int64_t seq,
     if (old != NULL)
         return old;
     snprintf(t->from, sizeof(t->from), "%s", from);
+    t->is_message = is_message;
     t->deleted = deleted;
     if (cs_map_put(p->target_map, t->key, t) != 0)
         return NULL;
@@ -258,10 +214,10 @@ cs_target_t *cs_load_add_target(cs_pipeline_t *p, const char *conv, int64_t seq,
     return t;
 }
 
-static void target_found_cb(const char *conv, int64_t seq, const char *from, int deleted,
-                            void *data)
+static void target_found_cb(const char *conv, int64_t seq, const char *from, int is_message,
+                            int deleted, void *data)
 {
-    cs_load_add_target(data, conv, seq, from, deleted);
+    cs_load_add_target(data, conv, seq, from, is_message, deleted);
 }
 
 int cs_load_targets(cs_pipeline_t *p, chat_error_t *err)
@@ -272,9 +228,9 @@ int cs_load_targets(cs_pipeline_t *p, chat_error_t *err)
     begin_query(p);
     for (size_t i = 0; i < p->n; i++) {
         cs_item_t *item = &p->items[i];
-        /* A target above last_seq can only be a message of this batch (or
-         * none); the apply pass records those as it gives their seqs. */
-        if (!ok(item) || !is_change(item) || item->ev.target > item->conv->last_seq)
+        /* Targets in this batch are recorded by the apply pass as it gives
+         * their seqs; asking the store for them too costs nothing more. */
+        if (!ok(item) || !is_change(item))
             continue;
         target_key(item->key, sizeof(item->key), item->ev.conv, item->ev.target);
         if (cs_map_get(p->want, item->key) != NULL)

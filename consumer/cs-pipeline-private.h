@@ -14,21 +14,22 @@ typedef struct cs_item_s {
     chat_event_t ev;
     int dlq;       /* 1: to the dead-letter topic, reason in why */
     char why[160];
-    cs_conv_t *conv; /* set by cs_load_convs for events that passed its checks */
+    cs_conv_t *conv; /* set by cs_load_convs when the conversation exists */
     cs_mark_t *mark; /* receipts: the sender's watermarks, set by cs_load_marks */
     /* Receipts: "<conv>/<user>"; edits and deletes: "<conv>/<target>". */
     char key[2 * CHAT_NAME_MAX + 24];
     struct cs_item_s *first; /* a message repeated in the batch: its first copy */
-    int64_t stored_seq;      /* a message already stored: its seq; else 0 */
-    int64_t seq;             /* a message: the seq it has */
+    int64_t stored_seq;      /* an event already stored: its seq; else 0 (careful) */
+    int64_t seq;             /* an event with a seq: the seq it has */
     int framed;              /* a frame was built for it */
     size_t frame_off, frame_len;
 } cs_item_t;
 
-/* A message that an edit or delete may target, by "<conv>/<seq>". */
+/* An event that an edit or delete may target, by "<conv>/<seq>". */
 typedef struct cs_target_s {
     char key[CHAT_NAME_MAX + 24];
     char from[CHAT_NAME_MAX + 1];
+    int is_message; /* a plain message, not an edit, delete or membership event */
     int deleted;
 } cs_target_t;
 
@@ -39,6 +40,12 @@ struct cs_pipeline_s {
     cs_route_t *route;
     cs_dlq_t *dlq;
     uint64_t batch; /* batch number, for the marks in cs_conv_t */
+    /* Careful mode reads which event ids are stored and takes last_seq from
+     * max(seq) of the messages; the fast mode trusts the unique indexes to
+     * refuse a duplicate and then runs the batch again carefully. */
+    int careful;
+    int need_careful; /* the fast mode met something only careful mode decides */
+    int routing;      /* presence was read: deliveries are gathered */
 
     cs_item_t *items;
     size_t n, cap;
@@ -54,7 +61,7 @@ struct cs_pipeline_s {
 
     cs_conv_t **dirty_convs; /* conversations whose last_seq is written */
     size_t n_dirty_convs;
-    cs_mark_t **dirty_marks; /* watermarks to write */
+    cs_mark_t **dirty_marks; /* watermarks to write (those with batch == this batch) */
     size_t n_dirty_marks;
 
     chat_buf_t frames; /* every frame of the batch, back to back */

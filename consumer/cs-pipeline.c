@@ -106,8 +106,9 @@ static void decode_all(cs_pipeline_t *p)
     }
 }
 
-/* Appends a frame for item with fn's output; on failure the frame is left
- * out (the client gets the event through sync) but the event still counts. */
+/* Keeps the frame just appended at off for item (rc from the builder); on
+ * failure the frame is left out (clients get the event through sync) but
+ * the event still counts. */
 static void frame_done(cs_pipeline_t *p, cs_item_t *item, size_t off, int rc)
 {
     if (rc != 0) {
@@ -121,6 +122,68 @@ static void frame_done(cs_pipeline_t *p, cs_item_t *item, size_t off, int rc)
     item->frame_len = p->frames.len - off;
 }
 
+/* Gathers item's frame for every current member of its conversation (the
+ * sender's devices too: the device that sent a message learns its seq this
+ * way; a receipt skips only the connection that sent it). Called in order,
+ * so a member added or removed in this batch gets exactly the events from
+ * its addition up to its removal. */
+static void deliver(cs_pipeline_t *p, cs_item_t *item)
+{
+    int receipt = item->ev.type == CHAT_EV_DELIVERED || item->ev.type == CHAT_EV_READ;
+    const cs_conv_t *conv = item->conv;
+    if (!p->routing || !item->framed)
+        return;
+    for (size_t m = 0; m < conv->n_members; m++) {
+        const char *user = conv->members[m];
+        const char *exclude = receipt && strcmp(user, item->ev.from) == 0 ? item->ev.dev : NULL;
+        if (cs_route_deliver(p->route, user, exclude, p->frames.data + item->frame_off,
+                             item->frame_len) != 0) {
+            p->routing = 0; /* out of room: the rest go through sync */
+            p->stats.route_errors++;
+            return;
+        }
+    }
+}
+
+/* Reads the presence of everyone who may receive a frame of this batch: the
+ * members of its conversations and those it adds. */
+static void route_prepare(cs_pipeline_t *p)
+{
+    int rc = 0;
+    cs_route_begin(p->route);
+    for (size_t i = 0; i < p->n && rc == 0; i++) {
+        cs_item_t *item = &p->items[i];
+        cs_conv_t *conv = item->conv;
+        if (item->dlq || conv == NULL)
+            continue;
+        if (conv->wanted != p->batch) {
+            conv->wanted = p->batch;
+            for (size_t m = 0; m < conv->n_members && rc == 0; m++)
+                rc = cs_route_want(p->route, conv->members[m]);
+        }
+        if (item->ev.type == CHAT_EV_MEMBER_ADD && rc == 0)
+            rc = cs_route_want(p->route, item->ev.user);
+    }
+    if (rc == 0)
+        rc = cs_route_lookup(p->route);
+    p->routing = rc == 0;
+    if (rc != 0) {
+        p->stats.route_errors++;
+        CHAT_DEBUG("route: batch %llu not routed (%s)", (unsigned long long)p->batch,
+                   chat_strerror(rc));
+    }
+}
+
+static void route_publish(cs_pipeline_t *p)
+{
+    size_t gateways = 0;
+    if (!p->routing)
+        return;
+    if (cs_route_publish(p->route, &gateways) != 0)
+        p->stats.route_errors++;
+    p->stats.published += gateways;
+}
+
 static void dirty_conv(cs_pipeline_t *p, cs_conv_t *conv)
 {
     if (conv->written != p->batch) {
@@ -129,19 +192,50 @@ static void dirty_conv(cs_pipeline_t *p, cs_conv_t *conv)
     }
 }
 
-/* A new message gets the next seq; a stored one keeps its own. Returns 0,
- * CHAT_EAGAIN when the store knows a seq beyond ours (our cache is stale),
- * or what queuing the write returns. */
-static int apply_message(cs_pipeline_t *p, cs_item_t *item, chat_error_t *err)
+/* Queues the pending watermarks of conv (of user only, when not NULL) now,
+ * before a membership write that must come after them. */
+static int flush_marks(cs_pipeline_t *p, const char *conv, const char *user, chat_error_t *err)
+{
+    char prefix[2 * CHAT_NAME_MAX + 2];
+    size_t plen;
+    int rc = 0;
+    if (user != NULL)
+        cs_mark_key(prefix, conv, user);
+    else
+        snprintf(prefix, sizeof(prefix), "%s/", conv);
+    plen = strlen(prefix);
+    for (size_t k = 0; k < p->n_dirty_marks && rc == 0; k++) {
+        cs_mark_t *m = p->dirty_marks[k];
+        if (m->batch != p->batch || strncmp(m->key, prefix, plen) != 0 ||
+            (user != NULL && m->key[plen] != '\0'))
+            continue;
+        m->batch = 0;
+        rc = cs_store_add_marks(p->store, conv, m->key + strlen(conv) + 1, m->delivered, m->read,
+                                err);
+    }
+    return rc;
+}
+
+enum { SEQ_NEW, SEQ_STORED, SEQ_REPEAT };
+
+/* Gives item its seq: the first copy's for a repeat within the batch, the
+ * stored one for an event already stored, else the next of its
+ * conversation (and queues the insert). Returns SEQ_*, CHAT_EAGAIN when the
+ * store knows a seq beyond ours (the cache is stale), or what queuing the
+ * insert returns. */
+static int assign_seq(cs_pipeline_t *p, cs_item_t *item, chat_error_t *err)
 {
     cs_conv_t *conv = item->conv;
     int rc;
     if (item->first != NULL) {
-        /* The first copy carries the frame; clients would drop this one. */
         item->seq = item->first->seq;
         p->stats.duplicates++;
-        return 0;
-    } else if (item->stored_seq > 0) {
+        return SEQ_REPEAT;
+    }
+    /* Written for repeats too: a crash between the event insert and this
+     * update leaves last_seq behind, and the replay must repair it. */
+    dirty_conv(p, conv);
+    if (item->stored_seq > 0) {
         if (item->stored_seq > conv->last_seq)
             return chat_error_set(err, CHAT_EAGAIN,
                                   "conv %s: stored seq %lld is beyond our last seq %lld", conv->id,
@@ -150,17 +244,161 @@ static int apply_message(cs_pipeline_t *p, cs_item_t *item, chat_error_t *err)
         p->stats.duplicates++;
         CHAT_DEBUG("partition %d conv %s: event %s already stored as seq %lld",
                    (int)item->rkm->partition, conv->id, item->ev.id, (long long)item->seq);
-    } else {
-        item->seq = ++conv->last_seq;
-        if ((rc = cs_store_add_message(p->store, &item->ev, item->seq, err)) != 0)
-            return rc;
-        cs_load_add_target(p, conv->id, item->seq, item->ev.from, 0);
+        return SEQ_STORED;
     }
-    /* Written for repeats too: a crash between the message insert and this
-     * update leaves last_seq behind, and the replay must repair it. */
-    dirty_conv(p, conv);
+    item->seq = ++conv->last_seq;
+    if ((rc = cs_store_add_event(p->store, &item->ev, item->seq, err)) != 0)
+        return rc;
+    return SEQ_NEW;
+}
+
+/* Refuses an event whose check failed. In the fast mode a stored event
+ * looks new, and a replayed edit or membership change can fail a check it
+ * passed the first time (its target is already deleted, its member already
+ * added): only careful mode can tell, so the batch is run again carefully. */
+static void refuse(cs_pipeline_t *p, cs_item_t *item, const char *why)
+{
+    if (!p->careful)
+        p->need_careful = 1;
+    cs_item_reject(item, "%s", why);
+}
+
+static const char *check_change(cs_pipeline_t *p, cs_item_t *item, cs_target_t **out)
+{
+    cs_target_t *t = cs_load_find_target(p, item->ev.conv, item->ev.target);
+    *out = t;
+    if (t == NULL || !t->is_message)
+        return "no such message to change";
+    if (strcmp(t->from, item->ev.from) != 0)
+        return "only the sender may change a message";
+    if (t->deleted)
+        return "the message is deleted";
+    return NULL;
+}
+
+static const char *check_membership(cs_pipeline_t *p, const cs_item_t *item)
+{
+    const cs_conv_t *conv = item->conv;
+    const char *from = item->ev.from, *user = item->ev.user;
+    int owner = strcmp(conv->owner, from) == 0;
+    if (!conv->group)
+        return "direct conversations have fixed members";
+    switch (item->ev.type) {
+    case CHAT_EV_MEMBER_ADD:
+        if (!owner)
+            return "only the owner adds members";
+        if (cs_conv_has_member(conv, user))
+            return "already a member";
+        if (conv->n_members >= (size_t)p->cfg->group_max)
+            return "the group is full";
+        return NULL;
+    case CHAT_EV_MEMBER_REMOVE:
+        if (!cs_conv_has_member(conv, user))
+            return "not a member";
+        if (strcmp(user, conv->owner) == 0)
+            return "the owner deletes the group rather than leave it";
+        if (!owner && strcmp(user, from) != 0)
+            return "only the owner removes others";
+        return NULL;
+    default:
+        return owner ? NULL : "only the owner deletes a group";
+    }
+}
+
+/* Applies a membership change to the cache and queues its writes. */
+static int apply_membership(cs_pipeline_t *p, cs_item_t *item, chat_error_t *err)
+{
+    cs_conv_t *conv = item->conv;
+    cs_mark_t *mark;
+    char key[2 * CHAT_NAME_MAX + 2];
+    int rc;
+    switch (item->ev.type) {
+    case CHAT_EV_MEMBER_ADD:
+        if ((rc = cs_conv_add_member(conv, item->ev.user)) != 0)
+            return chat_error_set(err, rc, "out of memory");
+        return cs_store_add_member(p->store, conv->id, item->ev.user, 1, err);
+    case CHAT_EV_MEMBER_REMOVE:
+        /* Its pending watermarks go first: written after the delete, they
+         * would bring the members document back. */
+        if ((rc = flush_marks(p, conv->id, item->ev.user, err)) != 0)
+            return rc;
+        cs_conv_remove_member(conv, item->ev.user);
+        cs_mark_key(key, conv->id, item->ev.user);
+        if ((mark = cs_state_mark_get(p->state, key)) != NULL)
+            mark->delivered = mark->read = 0; /* as the store will be */
+        return cs_store_add_member(p->store, conv->id, item->ev.user, 0, err);
+    default:
+        if ((rc = flush_marks(p, conv->id, NULL, err)) != 0)
+            return rc;
+        conv->deleted = 1;
+        return cs_store_add_conv_delete(p->store, conv->id, err);
+    }
+}
+
+static int apply_sequenced(cs_pipeline_t *p, cs_item_t *item, chat_error_t *err)
+{
+    cs_target_t *t = NULL;
+    const char *why = NULL;
+    int stored = item->first != NULL || item->stored_seq > 0;
+    int rc;
+
+    if (item->first != NULL && item->first->dlq) {
+        cs_item_reject(item, "%s", item->first->why);
+        return 0;
+    }
+    /* A stored event passed its checks when it was first applied; applying
+     * it again must not depend on what happened since. */
+    if (!stored) {
+        if (item->ev.type == CHAT_EV_EDIT || item->ev.type == CHAT_EV_DELETE)
+            why = check_change(p, item, &t);
+        else if (item->ev.type != CHAT_EV_MESSAGE)
+            why = check_membership(p, item);
+        if (why != NULL) {
+            refuse(p, item, why);
+            return 0;
+        }
+    }
+    if ((rc = assign_seq(p, item, err)) < 0)
+        return rc;
+    if (rc == SEQ_REPEAT)
+        return 0; /* the first copy did everything */
+
     size_t off = p->frames.len;
-    frame_done(p, item, off, cs_frame_message(&p->frames, &item->ev, item->seq));
+    switch (item->ev.type) {
+    case CHAT_EV_MESSAGE:
+        cs_load_add_target(p, item->ev.conv, item->seq, item->ev.from, 1, 0);
+        frame_done(p, item, off, cs_frame_message(&p->frames, &item->ev, item->seq));
+        break;
+    case CHAT_EV_EDIT:
+    case CHAT_EV_DELETE:
+        /* Queued for stored events too: the change is guarded by edit_seq,
+         * and the first run may have died before it was written. */
+        if ((rc = cs_store_add_change(p->store, &item->ev, item->seq, err)) != 0)
+            return rc;
+        if (t == NULL)
+            t = cs_load_find_target(p, item->ev.conv, item->ev.target);
+        if (t != NULL && item->ev.type == CHAT_EV_DELETE)
+            t->deleted = 1;
+        p->stats.changes++;
+        frame_done(p, item, off, cs_frame_change(&p->frames, &item->ev, item->seq));
+        break;
+    case CHAT_EV_MEMBER_ADD:
+        if ((rc = apply_membership(p, item, err)) != 0)
+            return rc;
+        p->stats.changes++;
+        frame_done(p, item, off, cs_frame_member(&p->frames, &item->ev, item->seq));
+        break;
+    default:
+        /* A member who leaves, or a group that goes, still hears of it. */
+        rc = item->ev.type == CHAT_EV_MEMBER_REMOVE
+                 ? cs_frame_member(&p->frames, &item->ev, item->seq)
+                 : cs_frame_conv_deleted(&p->frames, &item->ev, item->seq);
+        frame_done(p, item, off, rc);
+        deliver(p, item);
+        p->stats.changes++;
+        return apply_membership(p, item, err);
+    }
+    deliver(p, item);
     return 0;
 }
 
@@ -183,112 +421,47 @@ static void apply_receipt(cs_pipeline_t *p, cs_item_t *item)
     }
     p->stats.receipts++;
     size_t off = p->frames.len;
-    frame_done(p, item,
-               off, cs_frame_receipt(&p->frames, item->ev.conv, item->ev.from, item->ev.type, upto));
+    frame_done(p, item, off,
+               cs_frame_receipt(&p->frames, item->ev.conv, item->ev.from, item->ev.type, upto));
+    deliver(p, item);
 }
 
-static int apply_change(cs_pipeline_t *p, cs_item_t *item, chat_error_t *err)
-{
-    cs_target_t *t = cs_load_find_target(p, item->ev.conv, item->ev.target);
-    int rc;
-    if (t == NULL) {
-        cs_item_reject(item, "no message %lld in the conversation", (long long)item->ev.target);
-        return 0;
-    }
-    if (strcmp(t->from, item->ev.from) != 0) {
-        cs_item_reject(item, "only the sender may %s a message",
-                       chat_event_type_name(item->ev.type));
-        return 0;
-    }
-    if (t->deleted) {
-        cs_item_reject(item, "message %lld is deleted", (long long)item->ev.target);
-        return 0;
-    }
-    if ((rc = cs_store_add_change(p->store, &item->ev, err)) != 0)
-        return rc;
-    if (item->ev.type == CHAT_EV_DELETE)
-        t->deleted = 1;
-    p->stats.changes++;
-    size_t off = p->frames.len;
-    frame_done(p, item, off, cs_frame_change(&p->frames, &item->ev));
-    return 0;
-}
-
+/* The in-order pass: checks what depends on the state at each event, gives
+ * seqs and queues the writes. */
 static int apply_all(cs_pipeline_t *p, chat_error_t *err)
 {
     int rc = 0;
     for (size_t i = 0; i < p->n && rc == 0; i++) {
         cs_item_t *item = &p->items[i];
+        cs_conv_t *conv = item->conv;
+        int stored = item->stored_seq > 0 || item->first != NULL;
         if (item->dlq)
             continue;
-        switch (item->ev.type) {
-        case CHAT_EV_MESSAGE:
-            rc = apply_message(p, item, err);
-            break;
-        case CHAT_EV_DELIVERED:
-        case CHAT_EV_READ:
+        if (conv->deleted && !stored)
+            cs_item_reject(item, "the conversation is deleted");
+        else if (conv->n_members > (size_t)p->cfg->group_max)
+            cs_item_reject(item, "conversation has %zu members, more than group_max %lld",
+                           conv->n_members, (long long)p->cfg->group_max);
+        else if (!stored && !cs_conv_has_member(conv, item->ev.from))
+            cs_item_reject(item, "sender is not a member");
+        else if (item->ev.type == CHAT_EV_DELIVERED || item->ev.type == CHAT_EV_READ)
             apply_receipt(p, item);
-            break;
-        case CHAT_EV_EDIT:
-        case CHAT_EV_DELETE:
-            rc = apply_change(p, item, err);
-            break;
-        default:
-            cs_item_reject(item, "unknown event type");
-            break;
-        }
+        else
+            rc = apply_sequenced(p, item, err);
     }
     for (size_t k = 0; k < p->n_dirty_convs && rc == 0; k++)
         rc = cs_store_add_last_seq(p->store, p->dirty_convs[k]->id, p->dirty_convs[k]->last_seq,
                                    err);
     for (size_t k = 0; k < p->n_dirty_marks && rc == 0; k++) {
         cs_mark_t *m = p->dirty_marks[k];
+        if (m->batch != p->batch)
+            continue; /* written early, before a membership change */
         char conv[CHAT_NAME_MAX + 1];
         const char *slash = strchr(m->key, '/'); /* ids have no '/' (chat_name_valid) */
         snprintf(conv, sizeof(conv), "%.*s", (int)(slash - m->key), m->key);
         rc = cs_store_add_marks(p->store, conv, slash + 1, m->delivered, m->read, err);
     }
     return rc;
-}
-
-/* Every member of the conversation gets the frame, the sender's devices
- * too (the device that sent a message learns its seq this way). A receipt
- * skips only the connection that sent it. */
-static void route_all(cs_pipeline_t *p)
-{
-    size_t gateways = 0;
-    int rc = 0;
-    cs_route_begin(p->route);
-    for (size_t i = 0; i < p->n && rc == 0; i++) {
-        cs_conv_t *conv = p->items[i].conv;
-        if (!p->items[i].framed || conv->routed == p->batch)
-            continue;
-        conv->routed = p->batch;
-        for (size_t m = 0; m < conv->n_members && rc == 0; m++)
-            rc = cs_route_want(p->route, conv->members[m]);
-    }
-    if (rc == 0)
-        rc = cs_route_lookup(p->route);
-    for (size_t i = 0; i < p->n && rc == 0; i++) {
-        cs_item_t *item = &p->items[i];
-        if (!item->framed || item->dlq)
-            continue;
-        const char *frame = p->frames.data + item->frame_off;
-        int receipt = item->ev.type == CHAT_EV_DELIVERED || item->ev.type == CHAT_EV_READ;
-        for (size_t m = 0; m < item->conv->n_members && rc == 0; m++) {
-            const char *user = item->conv->members[m];
-            const char *exclude = receipt && strcmp(user, item->ev.from) == 0 ? item->ev.dev : NULL;
-            rc = cs_route_deliver(p->route, user, exclude, frame, item->frame_len);
-        }
-    }
-    if (rc == 0)
-        rc = cs_route_publish(p->route, &gateways);
-    p->stats.published += gateways;
-    if (rc != 0) {
-        p->stats.route_errors++;
-        CHAT_DEBUG("route: batch %llu not routed (%s)", (unsigned long long)p->batch,
-                   chat_strerror(rc));
-    }
 }
 
 /* Queues every dead letter. Returns 0 or CHAT_EKAFKA. */
@@ -331,30 +504,50 @@ static void describe(const cs_pipeline_t *p, char *out, size_t size)
     }
 }
 
+/* Forgets everything the attempt did in memory: the queued writes, the
+ * cache (which may be ahead of the store now), the decoded events. */
+static void abandon(cs_pipeline_t *p)
+{
+    cs_store_write_abort(p->store);
+    cs_state_clear(p->state);
+    clear_items(p);
+}
+
 static int fail(cs_pipeline_t *p, const char *what, const chat_error_t *err)
 {
     char parts[128];
     describe(p, parts, sizeof(parts));
     CHAT_WARN("batch %llu (%zu events, partitions %s): %s: %s; not committed, retrying",
               (unsigned long long)p->batch, p->n, parts, what, err->message);
-    cs_store_write_abort(p->store);
-    cs_state_clear(p->state);
-    clear_items(p);
+    abandon(p);
     p->stats.retries++;
     return CHAT_EAGAIN;
 }
 
-int cs_pipeline_run(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n)
+/* Asks for the batch to be run again in careful mode. */
+static int rerun(cs_pipeline_t *p, const char *why)
+{
+    char parts[128];
+    describe(p, parts, sizeof(parts));
+    CHAT_DEBUG("batch %llu (partitions %s): %s; running it again with the stored ids",
+               (unsigned long long)p->batch, parts, why);
+    abandon(p);
+    p->stats.conflicts++;
+    return CHAT_EDUP;
+}
+
+/* One attempt at the batch. Returns 0, CHAT_EAGAIN (failed; read it again
+ * later) or CHAT_EDUP (fast mode only: run it again carefully now). */
+static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, int careful)
 {
     chat_error_t err = {0, ""};
     cs_store_result_t res;
     size_t dead = 0;
     int rc;
 
-    if (n > p->cap)
-        n = p->cap;
     p->batch++;
-    p->stats.events += n;
+    p->careful = careful;
+    p->need_careful = 0;
     if (cs_state_size(p->state) > CACHE_MAX) {
         CHAT_INFO("cache: %zu entries, dropping them all", cs_state_size(p->state));
         cs_state_clear(p->state);
@@ -370,12 +563,18 @@ int cs_pipeline_run(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n)
     if ((rc = cs_load_convs(p, &err)) != 0 || (rc = cs_load_messages(p, &err)) != 0 ||
         (rc = cs_load_marks(p, &err)) != 0 || (rc = cs_load_targets(p, &err)) != 0)
         return fail(p, "store read failed", &err);
+    route_prepare(p);
     if ((rc = apply_all(p, &err)) != 0)
         return fail(p, rc == CHAT_EAGAIN ? "cache is stale" : "cannot queue a write", &err);
+    if (p->need_careful)
+        return rerun(p, "a check failed that a stored event would pass");
 
     if (p->cfg->route_first)
-        route_all(p);
+        route_publish(p);
     if ((rc = cs_store_write(p->store, &res, &err)) != 0) {
+        p->stats.messages += (uint64_t)res.inserted;
+        if (rc == CHAT_EDUP && !careful)
+            return rerun(p, err.message);
         if (rc == CHAT_EDUP)
             CHAT_WARN("store: duplicate key (on _id %d, on {conv,seq} %d, unnamed %d): another "
                       "writer or a lost reply; the batch is read again and stored ids keep "
@@ -389,7 +588,7 @@ int cs_pipeline_run(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n)
         return fail(p, "dead-letter produce failed", &err);
     }
     if (!p->cfg->route_first)
-        route_all(p);
+        route_publish(p);
     if (dead > 0 && cs_dlq_flush(p->dlq, DLQ_FLUSH_MS) != 0) {
         chat_error_set(&err, CHAT_EKAFKA, "dead letters not acknowledged");
         return fail(p, "dead-letter produce failed", &err);
@@ -398,4 +597,17 @@ int cs_pipeline_run(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n)
     p->stats.batches++;
     clear_items(p);
     return 0;
+}
+
+int cs_pipeline_run(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n)
+{
+    if (n > p->cap)
+        n = p->cap;
+    p->stats.events += n;
+    /* Routing before the write publishes seqs that must not change, so it
+     * needs careful mode from the start. */
+    int rc = attempt(p, msgs, n, p->cfg->route_first);
+    if (rc == CHAT_EDUP)
+        rc = attempt(p, msgs, n, 1);
+    return rc == 0 ? 0 : CHAT_EAGAIN;
 }

@@ -3,20 +3,34 @@
  * order, and a conversation lives on one partition):
  *
  *  1. decode every event; what cannot be decoded is a dead letter;
- *  2. load what the cache lacks, one query per kind: conversations (members)
- *     and their last seq, which message ids are already stored, members'
- *     watermarks, and the messages that edits and deletes target;
- *  3. apply in order: a new message gets seq = ++last_seq of its
- *     conversation, a stored one (a replay or a client resend) keeps its
- *     seq, a receipt moves a watermark only forward and never past last_seq;
- *  4. write everything in one bulk per collection (cs-store), send the dead
- *     letters and route the frames (one PUBLISH per gateway), then wait for
- *     the dead letters to be acknowledged.
+ *  2. load what the cache lacks, one query per kind: conversations, members'
+ *     watermarks, the events that edits and deletes target, and (careful
+ *     mode) which event ids are already stored;
+ *  3. read the presence of every possible recipient (one Redis pipeline);
+ *  4. apply in order: check the sender (and the rules of edits and
+ *     membership changes) against the state at that event; a new event gets
+ *     seq = ++last_seq of its conversation, a stored one (a replay or a
+ *     client resend) keeps its seq; a receipt moves a watermark only forward
+ *     and never past last_seq; each frame is gathered for the gateways of the
+ *     conversation's members at that point;
+ *  5. write everything (cs-store), send the dead letters, publish one
+ *     message per gateway, and wait for the dead letters' acknowledgements.
+ *
+ * Fast and careful mode. Careful mode asks the store which event ids exist
+ * and takes each conversation's last seq from max(seq) of its messages: two
+ * queries that FerretDB answers by scanning the whole collection. The fast
+ * mode, tried first, skips both: last_seq comes from the conversation
+ * document, and a duplicate (a replay after a crash, a client's resend)
+ * shows up as a duplicate-key error of the ordered insert, which leaves a
+ * prefix stored; the same batch is then run again at once in careful mode,
+ * which finds that prefix and every older copy by id. Correctness rests on
+ * the unique indexes either way, never on the pre-query.
  *
  * If a read or write fails, nothing is committed: cs_pipeline_run returns
  * CHAT_EAGAIN after dropping all cached state, and the caller rewinds the
  * batch. Applying a batch again is idempotent: stored ids keep their seq,
- * watermarks are $max, edits set the same values. */
+ * watermarks are $max, edits are guarded by their seq, membership writes
+ * are sets. */
 #ifndef CS_PIPELINE_H
 #define CS_PIPELINE_H
 
@@ -33,13 +47,14 @@
 /* Counters since start, for the periodic log line. */
 typedef struct cs_stats_s {
     uint64_t events;     /* Kafka messages handled (retries count again) */
-    uint64_t messages;   /* messages stored for the first time */
-    uint64_t duplicates; /* messages already stored or repeated in a batch */
+    uint64_t messages;   /* events stored for the first time (all with a seq) */
+    uint64_t duplicates; /* events already stored or repeated in a batch */
     uint64_t receipts;   /* watermarks moved forward */
     uint64_t stale;      /* receipts that moved nothing */
-    uint64_t changes;    /* edits and deletes applied */
+    uint64_t changes;    /* edits, deletes and membership changes applied */
     uint64_t dlq;        /* dead letters sent */
     uint64_t batches;    /* batches applied and committed-to-be */
+    uint64_t conflicts;  /* batches run again carefully (a duplicate key or check) */
     uint64_t retries;    /* batches that failed and are read again */
     uint64_t published;  /* PUBLISHes to gateways */
     uint64_t route_errors;

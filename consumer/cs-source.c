@@ -133,7 +133,12 @@ cs_source_t *cs_source_new(const char *brokers, const char *group, const char *t
     snprintf(src->topic, sizeof(src->topic), "%s", topic);
     src->change_cb = change_cb;
     src->data = data;
-    const char *const extra[] = {"client.id", client_id, NULL};
+    /* A member killed with SIGKILL holds its partitions until its session
+     * times out; librdkafka's 45 s default would stall those conversations
+     * that long. 10 s (heartbeats every 3 s) still rides out a GC pause of
+     * the broker or a slow store call. */
+    const char *const extra[] = {"client.id", client_id, "session.timeout.ms", "10000",
+                                 "heartbeat.interval.ms", "3000", NULL};
     src->rk = chat_kafka_consumer_new_with_rebalance(brokers, group, extra, rebalance_cb, src, err);
     if (src->rk == NULL) {
         free(src);

@@ -29,14 +29,6 @@ fail:
     return NULL;
 }
 
-static int drop_all_cb(const char *key, void *value, void *data)
-{
-    (void)key;
-    (void)data;
-    free(value);
-    return 1;
-}
-
 void cs_state_destroy(cs_state_t *state)
 {
     if (state == NULL)
@@ -54,47 +46,116 @@ cs_conv_t *cs_state_conv_get(cs_state_t *state, const char *conv)
 
 static int cmp_name(const void *a, const void *b)
 {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
+    return strcmp((const char *)a, (const char *)b);
 }
 
-int cs_state_conv_put(cs_state_t *state, const char *conv, int32_t partition,
-                      const char *const *members, size_t n, int64_t last_seq, cs_conv_t **out)
+static void conv_free(cs_conv_t *c)
 {
-    /* One block holds the entry, the member pointers and the names, so that
-     * an entry is one malloc and one free however large the group. */
-    size_t names = 0;
-    for (size_t i = 0; i < n; i++)
-        names += strlen(members[i]) + 1;
-    cs_conv_t *c = malloc(sizeof(*c) + n * sizeof(char *) + names);
-    if (c == NULL)
+    if (c != NULL)
+        free(c->members);
+    free(c);
+}
+
+static int reserve_members(cs_conv_t *c, size_t n)
+{
+    if (n <= c->cap_members)
+        return 0;
+    size_t cap = c->cap_members ? c->cap_members : 4;
+    while (cap < n)
+        cap *= 2;
+    cs_name_t *m = realloc(c->members, cap * sizeof(*m));
+    if (m == NULL)
         return CHAT_ENOMEM;
-    memset(c, 0, sizeof(*c));
-    snprintf(c->id, sizeof(c->id), "%s", conv);
-    c->partition = partition;
-    c->last_seq = last_seq;
-    c->n_members = n;
-    c->members = (const char **)(c + 1);
-    char *p = (char *)(c->members + n);
-    for (size_t i = 0; i < n; i++) {
-        size_t len = strlen(members[i]) + 1;
-        memcpy(p, members[i], len);
-        c->members[i] = p;
-        p += len;
+    c->members = m;
+    c->cap_members = cap;
+    return 0;
+}
+
+int cs_state_conv_put(cs_state_t *state, const char *conv, int32_t partition, int group,
+                      const char *owner, int deleted, const char *const *members, size_t n,
+                      int64_t last_seq, cs_conv_t **out)
+{
+    cs_conv_t *c = calloc(1, sizeof(*c));
+    if (c == NULL || reserve_members(c, n) != 0) {
+        conv_free(c);
+        return CHAT_ENOMEM;
     }
-    qsort(c->members, n, sizeof(char *), cmp_name);
+    snprintf(c->id, sizeof(c->id), "%s", conv);
+    snprintf(c->owner, sizeof(c->owner), "%s", owner != NULL ? owner : "");
+    c->partition = partition;
+    c->group = group;
+    c->deleted = deleted;
+    c->last_seq = last_seq;
+    for (size_t i = 0; i < n; i++)
+        snprintf(c->members[i], sizeof(cs_name_t), "%s", members[i]);
+    qsort(c->members, n, sizeof(cs_name_t), cmp_name);
+    /* Drop repeats, so that a member is routed to once. */
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (k == 0 || strcmp(c->members[k - 1], c->members[i]) != 0)
+            memmove(c->members[k++], c->members[i], sizeof(cs_name_t));
+    }
+    c->n_members = k;
     cs_conv_t *old = cs_map_get(state->convs, c->id);
     if (cs_map_put(state->convs, c->id, c) != 0) {
-        free(c);
+        conv_free(c);
         return CHAT_ENOMEM;
     }
-    free(old);
+    conv_free(old);
     *out = c;
     return 0;
 }
 
+/* Returns the index where user is or would be inserted; *found says which. */
+static size_t member_pos(const cs_conv_t *conv, const char *user, int *found)
+{
+    size_t lo = 0, hi = conv->n_members;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(conv->members[mid], user);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = 0;
+    return lo;
+}
+
 int cs_conv_has_member(const cs_conv_t *conv, const char *user)
 {
-    return bsearch(&user, conv->members, conv->n_members, sizeof(char *), cmp_name) != NULL;
+    int found;
+    member_pos(conv, user, &found);
+    return found;
+}
+
+int cs_conv_add_member(cs_conv_t *conv, const char *user)
+{
+    int found;
+    size_t at = member_pos(conv, user, &found);
+    if (found)
+        return 0;
+    if (reserve_members(conv, conv->n_members + 1) != 0)
+        return CHAT_ENOMEM;
+    memmove(conv->members[at + 1], conv->members[at], (conv->n_members - at) * sizeof(cs_name_t));
+    snprintf(conv->members[at], sizeof(cs_name_t), "%s", user);
+    conv->n_members++;
+    return 0;
+}
+
+void cs_conv_remove_member(cs_conv_t *conv, const char *user)
+{
+    int found;
+    size_t at = member_pos(conv, user, &found);
+    if (!found)
+        return;
+    memmove(conv->members[at], conv->members[at + 1],
+            (conv->n_members - at - 1) * sizeof(cs_name_t));
+    conv->n_members--;
 }
 
 void cs_mark_key(char *key, const char *conv, const char *user)
@@ -144,16 +205,16 @@ static int in_parts(const parts_t *p, int32_t partition)
 static int drop_conv_cb(const char *key, void *value, void *data)
 {
     (void)key;
-    if (!in_parts(data, ((cs_conv_t *)value)->partition))
+    if (data != NULL && !in_parts(data, ((cs_conv_t *)value)->partition))
         return 0;
-    free(value);
+    conv_free(value);
     return 1;
 }
 
 static int drop_mark_cb(const char *key, void *value, void *data)
 {
     (void)key;
-    if (!in_parts(data, ((cs_mark_t *)value)->partition))
+    if (data != NULL && !in_parts(data, ((cs_mark_t *)value)->partition))
         return 0;
     free(value);
     return 1;
@@ -168,8 +229,8 @@ void cs_state_clear_partitions(cs_state_t *state, const int32_t *parts, size_t n
 
 void cs_state_clear(cs_state_t *state)
 {
-    cs_map_filter(state->convs, drop_all_cb, NULL);
-    cs_map_filter(state->marks, drop_all_cb, NULL);
+    cs_map_filter(state->convs, drop_conv_cb, NULL);
+    cs_map_filter(state->marks, drop_mark_cb, NULL);
 }
 
 size_t cs_state_size(const cs_state_t *state)

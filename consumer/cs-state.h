@@ -13,18 +13,21 @@
 
 #include "chat-id.h"
 
+typedef char cs_name_t[CHAT_NAME_MAX + 1];
+
 typedef struct cs_conv_s {
     char id[CHAT_NAME_MAX + 1];
-    int32_t partition;   /* the partition whose events it was loaded for */
-    int64_t last_seq;    /* the highest seq given; max(seq) of the store at load */
-    size_t n_members;
-    const char **members; /* sorted, for bsearch */
+    int32_t partition; /* the partition whose events it was loaded for */
+    int64_t last_seq;  /* the highest seq given */
+    int group;         /* kind "group" (members may change) */
+    int deleted;       /* a conv_delete was applied */
+    char owner[CHAT_NAME_MAX + 1];
+    size_t n_members, cap_members;
+    cs_name_t *members; /* sorted, for bsearch; changed in place */
     /* Batch numbers that let the pipeline visit a conversation once per
-     * batch without a second index: the last batch that wrote it, reloaded
-     * its members, and named its members as recipients. */
-    uint64_t written;
-    uint64_t refreshed;
-    uint64_t routed;
+     * batch without a second index. */
+    uint64_t written; /* last_seq queued for writing */
+    uint64_t wanted;  /* members named as recipients */
 } cs_conv_t;
 
 /* A member's receipt watermarks. */
@@ -33,7 +36,7 @@ typedef struct cs_mark_s {
     int32_t partition;
     int64_t delivered;
     int64_t read;
-    uint64_t batch; /* the last batch that moved it (see cs-pipeline) */
+    uint64_t batch; /* the batch that must write it (see cs-pipeline) */
 } cs_mark_t;
 
 typedef struct cs_state_s cs_state_t;
@@ -44,17 +47,24 @@ cs_state_t *cs_state_new(void);
 void cs_state_destroy(cs_state_t *state);
 
 /* Returns the cached conversation, or NULL. The pointer stays valid until
- * the entry is replaced or dropped (cs_state_conv_put, cs_state_clear*). */
+ * the entry is dropped (cs_state_clear*); member changes keep it. */
 cs_conv_t *cs_state_conv_get(cs_state_t *state, const char *conv);
 
-/* Caches conversation conv with a copy of members (n names) and last_seq,
- * replacing any entry it had (whose pointers die). Returns 0 and the entry
- * in *out, or CHAT_ENOMEM. */
-int cs_state_conv_put(cs_state_t *state, const char *conv, int32_t partition,
-                      const char *const *members, size_t n, int64_t last_seq, cs_conv_t **out);
+/* Caches conversation conv with a copy of members[0..n) (repeats are kept
+ * once) and owner (NULL: none), replacing any entry it had (whose pointer
+ * dies). Returns 0 and the entry in *out, or CHAT_ENOMEM. */
+int cs_state_conv_put(cs_state_t *state, const char *conv, int32_t partition, int group,
+                      const char *owner, int deleted, const char *const *members, size_t n,
+                      int64_t last_seq, cs_conv_t **out);
 
 /* Returns 1 if user is a member of conv. */
 int cs_conv_has_member(const cs_conv_t *conv, const char *user);
+
+/* Adds user to conv's members (no-op if there). Returns 0 or CHAT_ENOMEM. */
+int cs_conv_add_member(cs_conv_t *conv, const char *user);
+
+/* Removes user from conv's members (no-op if absent). */
+void cs_conv_remove_member(cs_conv_t *conv, const char *user);
 
 /* Writes "<conv>/<user>" to key (2 * CHAT_NAME_MAX + 2 bytes). */
 void cs_mark_key(char *key, const char *conv, const char *user);
@@ -62,8 +72,8 @@ void cs_mark_key(char *key, const char *conv, const char *user);
 /* Returns the cached watermarks for key ("<conv>/<user>"), or NULL. */
 cs_mark_t *cs_state_mark_get(cs_state_t *state, const char *key);
 
-/* Caches the watermarks of key, replacing any entry. Returns 0 and the entry
- * in *out, or CHAT_ENOMEM. */
+/* Caches the watermarks of key, replacing the values of any entry (whose
+ * pointer stays valid). Returns 0 and the entry in *out, or CHAT_ENOMEM. */
 int cs_state_mark_put(cs_state_t *state, const char *key, int32_t partition, int64_t delivered,
                       int64_t read, cs_mark_t **out);
 

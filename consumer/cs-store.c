@@ -194,11 +194,17 @@ static void conv_row(const bson_t *doc, void *p)
 {
     conv_ctx_t *ctx = p;
     cs_store_t *store = ctx->store;
+    cs_store_conv_t conv;
     bson_iter_t it, arr;
     size_t n = 0;
-    const char *id = get_str(doc, "_id");
-    if (id == NULL)
+    memset(&conv, 0, sizeof(conv));
+    if ((conv.id = get_str(doc, "_id")) == NULL)
         return;
+    const char *kind = get_str(doc, "kind");
+    conv.group = kind != NULL && strcmp(kind, "group") == 0;
+    conv.owner = get_str(doc, "owner");
+    conv.deleted = bson_iter_init_find(&it, doc, "deleted") && bson_iter_as_bool(&it);
+    conv.last_seq = get_i64(doc, "last_seq");
     if (bson_iter_init_find(&it, doc, "members") && BSON_ITER_HOLDS_ARRAY(&it) &&
         bson_iter_recurse(&it, &arr)) {
         while (bson_iter_next(&arr)) {
@@ -215,14 +221,18 @@ static void conv_row(const bson_t *doc, void *p)
             store->names[n++] = bson_iter_utf8(&arr, NULL);
         }
     }
-    ctx->cb(id, store->names, n, ctx->data);
+    conv.members = store->names;
+    conv.n_members = n;
+    ctx->cb(&conv, ctx->data);
 }
 
 int cs_store_find_convs(cs_store_t *store, const char *const *ids, size_t n, cs_store_conv_cb cb,
                         void *data, chat_error_t *err)
 {
     conv_ctx_t ctx = {store, cb, data};
-    bson_t *opts = BCON_NEW("projection", "{", "members", BCON_INT32(1), "}");
+    bson_t *opts = BCON_NEW("projection", "{", "members", BCON_INT32(1), "kind", BCON_INT32(1),
+                            "owner", BCON_INT32(1), "deleted", BCON_INT32(1), "last_seq",
+                            BCON_INT32(1), "}");
     in_filter(&store->sel, "_id", ids, n);
     int rc = find_each(store->conversations, &store->sel, opts, conv_row, &ctx,
                        "find conversations", err);
@@ -301,10 +311,12 @@ static void target_row(const bson_t *doc, void *p)
 {
     target_ctx_t *ctx = p;
     const char *conv = get_str(doc, "conv"), *from = get_str(doc, "from");
+    const char *t = get_str(doc, "t");
     bson_iter_t it;
     int deleted = bson_iter_init_find(&it, doc, "deleted") && bson_iter_as_bool(&it);
+    int is_message = t == NULL || strcmp(t, "message") == 0;
     if (conv != NULL && from != NULL)
-        ctx->cb(conv, get_i64(doc, "seq"), from, deleted, ctx->data);
+        ctx->cb(conv, get_i64(doc, "seq"), from, is_message, deleted, ctx->data);
 }
 
 int cs_store_find_targets(cs_store_t *store, const char *const *convs, const int64_t *seqs,
@@ -327,7 +339,8 @@ int cs_store_find_targets(cs_store_t *store, const char *const *convs, const int
     }
     bson_append_array_end(&store->sel, &arr);
     bson_t *opts = BCON_NEW("projection", "{", "conv", BCON_INT32(1), "seq", BCON_INT32(1),
-                            "from", BCON_INT32(1), "deleted", BCON_INT32(1), "}");
+                            "from", BCON_INT32(1), "deleted", BCON_INT32(1), "t", BCON_INT32(1),
+                            "}");
     int rc = find_each(store->messages, &store->sel, opts, target_row, &ctx, "find targets", err);
     bson_destroy(opts);
     return rc;
@@ -335,12 +348,11 @@ int cs_store_find_targets(cs_store_t *store, const char *const *convs, const int
 
 static mongoc_bulk_operation_t *bulk_for(cs_store_t *store, int which)
 {
-    static const int ordered[B_COUNT] = {1, 1, 0, 0};
     if (store->bulk[which] == NULL) {
         mongoc_collection_t *coll = which == B_MESSAGES || which == B_CHANGES ? store->messages
                                     : which == B_CONVS                        ? store->conversations
                                                                               : store->members;
-        bson_t *opts = BCON_NEW("ordered", BCON_BOOL(ordered[which]));
+        bson_t *opts = BCON_NEW("ordered", BCON_BOOL(true));
         store->bulk[which] = mongoc_collection_create_bulk_operation_with_opts(coll, opts);
         bson_destroy(opts);
     }
@@ -348,13 +360,29 @@ static mongoc_bulk_operation_t *bulk_for(cs_store_t *store, int which)
     return store->bulk[which];
 }
 
-int cs_store_add_message(cs_store_t *store, const chat_event_t *ev, int64_t seq,
-                         chat_error_t *err)
+int cs_store_add_event(cs_store_t *store, const chat_event_t *ev, int64_t seq, chat_error_t *err)
 {
     bson_error_t berr;
     bson_t *d = &store->doc;
     bson_reinit(d);
     BSON_APPEND_UTF8(d, "_id", ev->id);
+    switch (ev->type) {
+    case CHAT_EV_EDIT:
+        BSON_APPEND_UTF8(d, "t", "edit");
+        break;
+    case CHAT_EV_DELETE:
+        BSON_APPEND_UTF8(d, "t", "delete");
+        break;
+    case CHAT_EV_MEMBER_ADD:
+    case CHAT_EV_MEMBER_REMOVE:
+        BSON_APPEND_UTF8(d, "t", "member");
+        break;
+    case CHAT_EV_CONV_DELETE:
+        BSON_APPEND_UTF8(d, "t", "conv_deleted");
+        break;
+    default:
+        break;
+    }
     BSON_APPEND_UTF8(d, "conv", ev->conv);
     BSON_APPEND_INT64(d, "seq", seq);
     BSON_APPEND_UTF8(d, "from", ev->from);
@@ -365,9 +393,16 @@ int cs_store_add_message(cs_store_t *store, const chat_event_t *ev, int64_t seq,
     if (ev->cid[0])
         BSON_APPEND_UTF8(d, "cid", ev->cid);
     BSON_APPEND_INT64(d, "ts", ev->ts);
-    bson_append_utf8(d, "body", 4, ev->body, (int)ev->body_len);
+    if (ev->type == CHAT_EV_EDIT || ev->type == CHAT_EV_DELETE)
+        BSON_APPEND_INT64(d, "target", ev->target);
+    if (ev->type == CHAT_EV_MEMBER_ADD || ev->type == CHAT_EV_MEMBER_REMOVE) {
+        BSON_APPEND_UTF8(d, "action", ev->type == CHAT_EV_MEMBER_ADD ? "add" : "remove");
+        BSON_APPEND_UTF8(d, "user", ev->user);
+    }
+    if (ev->type == CHAT_EV_MESSAGE || ev->type == CHAT_EV_EDIT)
+        bson_append_utf8(d, "body", 4, ev->body, (int)ev->body_len);
     if (!mongoc_bulk_operation_insert_with_opts(bulk_for(store, B_MESSAGES), d, NULL, &berr))
-        return chat_error_set(err, CHAT_EINVAL, "message %s: %s", ev->id, berr.message);
+        return chat_error_set(err, CHAT_EINVAL, "event %s: %s", ev->id, berr.message);
     return 0;
 }
 
@@ -414,24 +449,72 @@ int cs_store_add_marks(cs_store_t *store, const char *conv, const char *user, in
     return add_update(store, B_MARKS, &store->sel, &store->doc, 1, key, err);
 }
 
-int cs_store_add_change(cs_store_t *store, const chat_event_t *ev, chat_error_t *err)
+int cs_store_add_change(cs_store_t *store, const chat_event_t *ev, int64_t seq,
+                        chat_error_t *err)
 {
     bson_t set;
     bson_reinit(&store->sel);
     BCON_APPEND(&store->sel, "conv", BCON_UTF8(ev->conv), "seq", BCON_INT64(ev->target), "from",
-                BCON_UTF8(ev->from), "deleted", "{", "$ne", BCON_BOOL(true), "}");
+                BCON_UTF8(ev->from), "deleted", "{", "$ne", BCON_BOOL(true), "}", "$or", "[",
+                "{", "edit_seq", "{", "$exists", BCON_BOOL(false), "}", "}", "{", "edit_seq",
+                "{", "$lt", BCON_INT64(seq), "}", "}", "]");
     bson_reinit(&store->doc);
     BSON_APPEND_DOCUMENT_BEGIN(&store->doc, "$set", &set);
     if (ev->type == CHAT_EV_EDIT) {
         bson_append_utf8(&set, "body", 4, ev->body, (int)ev->body_len);
-        BSON_APPEND_INT64(&set, "edited_ts", ev->ts);
     } else {
         BSON_APPEND_BOOL(&set, "deleted", true);
         BSON_APPEND_UTF8(&set, "body", "");
-        BSON_APPEND_INT64(&set, "edited_ts", ev->ts);
     }
+    BSON_APPEND_INT64(&set, "edited_ts", ev->ts);
+    BSON_APPEND_INT64(&set, "edit_seq", seq);
     bson_append_document_end(&store->doc, &set);
     return add_update(store, B_CHANGES, &store->sel, &store->doc, 0, ev->id, err);
+}
+
+int cs_store_add_member(cs_store_t *store, const char *conv, const char *user, int add,
+                        chat_error_t *err)
+{
+    char key[2 * CHAT_NAME_MAX + 2];
+    bson_error_t berr;
+    int rc;
+    bson_reinit(&store->sel);
+    BSON_APPEND_UTF8(&store->sel, "_id", conv);
+    bson_reinit(&store->doc);
+    BCON_APPEND(&store->doc, add ? "$addToSet" : "$pull", "{", "members", BCON_UTF8(user), "}");
+    if ((rc = add_update(store, B_CONVS, &store->sel, &store->doc, 0, conv, err)) != 0)
+        return rc;
+    snprintf(key, sizeof(key), "%s/%s", conv, user);
+    bson_reinit(&store->sel);
+    BSON_APPEND_UTF8(&store->sel, "_id", key);
+    if (!add) {
+        if (!mongoc_bulk_operation_remove_one_with_opts(bulk_for(store, B_MARKS), &store->sel, NULL,
+                                                        &berr))
+            return chat_error_set(err, CHAT_EINVAL, "%s: %s", key, berr.message);
+        return 0;
+    }
+    bson_reinit(&store->doc);
+    BCON_APPEND(&store->doc, "$setOnInsert", "{", "conv", BCON_UTF8(conv), "user", BCON_UTF8(user),
+                "delivered_seq", BCON_INT64(0), "read_seq", BCON_INT64(0), "}");
+    return add_update(store, B_MARKS, &store->sel, &store->doc, 1, key, err);
+}
+
+int cs_store_add_conv_delete(cs_store_t *store, const char *conv, chat_error_t *err)
+{
+    bson_error_t berr;
+    int rc;
+    bson_reinit(&store->sel);
+    BSON_APPEND_UTF8(&store->sel, "_id", conv);
+    bson_reinit(&store->doc);
+    BCON_APPEND(&store->doc, "$set", "{", "deleted", BCON_BOOL(true), "}");
+    if ((rc = add_update(store, B_CONVS, &store->sel, &store->doc, 0, conv, err)) != 0)
+        return rc;
+    bson_reinit(&store->sel);
+    BSON_APPEND_UTF8(&store->sel, "conv", conv);
+    if (!mongoc_bulk_operation_remove_many_with_opts(bulk_for(store, B_MARKS), &store->sel, NULL,
+                                                     &berr))
+        return chat_error_set(err, CHAT_EINVAL, "%s: %s", conv, berr.message);
+    return 0;
 }
 
 /* Sorts the duplicate-key errors of a bulk reply by index. MongoDB names
@@ -483,7 +566,7 @@ static void classify(const bson_t *reply, cs_store_result_t *res, char *first, s
 
 static int run(cs_store_t *store, int which, cs_store_result_t *res, chat_error_t *err)
 {
-    static const char *const names[B_COUNT] = {"insert messages", "edit messages",
+    static const char *const names[B_COUNT] = {"insert events", "change messages",
                                                "update conversations", "update members"};
     bson_error_t berr;
     bson_t reply;

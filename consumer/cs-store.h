@@ -1,10 +1,11 @@
 /* The consumer's MongoDB reads and writes (collections in lib/chat-mongo.h).
  *
  * Reads are one query per kind per batch ($in over the batch's ids). Writes
- * are gathered during a batch and executed by cs_store_write as one bulk per
- * collection: messages first (ordered, see cs_store_write), then edits, then
- * conversations.last_seq and members watermarks (unordered, each a $max, so
- * replaying them is harmless).
+ * are gathered during a batch and executed by cs_store_write as one ordered
+ * bulk per kind: message inserts, then edits and deletes of messages, then
+ * conversations, then members. Ordered, because a batch may add and remove
+ * the same member, and because a failed insert must leave a prefix (see
+ * cs_store_write). Every write is idempotent when replayed in order.
  *
  * Every call blocks the calling thread (the consumer has one); timeouts are
  * bounded by the options cs_store_new puts on the URI. */
@@ -43,11 +44,22 @@ const char *cs_store_db(const cs_store_t *store);
  * CHAT_EMONGO with err set. */
 int cs_store_prepare(cs_store_t *store, chat_error_t *err);
 
-/* Looks up conversations ids[0..n) and calls cb once for each one found,
- * with its members (only string entries; the names are valid during the
- * call only). Returns 0 or CHAT_EMONGO (cb may have run for some). */
-typedef void (*cs_store_conv_cb)(const char *id, const char *const *members, size_t n,
-                                 void *data);
+/* A conversations document as cs_store_find_convs hands it over; the
+ * strings are valid during the callback only. */
+typedef struct cs_store_conv_s {
+    const char *id;
+    int group;         /* kind is "group" */
+    const char *owner; /* NULL when none */
+    int deleted;
+    int64_t last_seq; /* the denormalised field; may lag max(seq) after a crash */
+    const char *const *members;
+    size_t n_members;
+} cs_store_conv_t;
+
+/* Looks up conversations ids[0..n) and calls cb once for each one found
+ * (members: only string entries). Returns 0 or CHAT_EMONGO (cb may have run
+ * for some). */
+typedef void (*cs_store_conv_cb)(const cs_store_conv_t *conv, void *data);
 int cs_store_find_convs(cs_store_t *store, const char *const *ids, size_t n, cs_store_conv_cb cb,
                         void *data, chat_error_t *err);
 
@@ -67,26 +79,48 @@ typedef void (*cs_store_mark_cb)(const char *key, int64_t delivered, int64_t rea
 int cs_store_find_marks(cs_store_t *store, const char *const *keys, size_t n,
                         cs_store_mark_cb cb, void *data, chat_error_t *err);
 
-/* Looks up the messages (convs[i], seqs[i]) and calls cb for each one found
- * with its sender and whether it is deleted. Returns 0 or CHAT_EMONGO. */
-typedef void (*cs_store_target_cb)(const char *conv, int64_t seq, const char *from, int deleted,
-                                   void *data);
+/* Looks up the events (convs[i], seqs[i]) and calls cb for each one found
+ * with its sender, whether it is a plain message (not an edit, delete or
+ * membership event) and whether it is deleted. Returns 0 or CHAT_EMONGO. */
+typedef void (*cs_store_target_cb)(const char *conv, int64_t seq, const char *from,
+                                   int is_message, int deleted, void *data);
 int cs_store_find_targets(cs_store_t *store, const char *const *convs, const int64_t *seqs,
                           size_t n, cs_store_target_cb cb, void *data, chat_error_t *err);
 
 /* Queue one write for the next cs_store_write. Each copies what it needs.
  * They return 0, or CHAT_EINVAL with err set (a document the driver refused,
- * which does not happen with valid events). */
-int cs_store_add_message(cs_store_t *store, const chat_event_t *ev, int64_t seq,
-                         chat_error_t *err);
+ * which does not happen with valid events).
+ *
+ * An event with a seq is one messages document, _id = event id:
+ *   message       {conv, seq, from, dev?, cid?, ts, body}
+ *   edit          {t: "edit", ..., target, body}
+ *   delete        {t: "delete", ..., target}
+ *   member_add    {t: "member", ..., action: "add", user}
+ *   member_remove {t: "member", ..., action: "remove", user}
+ *   conv_delete   {t: "conv_deleted", ...}
+ * (no t: a message), so that a reader turns each into the frame of that t. */
+int cs_store_add_event(cs_store_t *store, const chat_event_t *ev, int64_t seq, chat_error_t *err);
+
+/* An edit sets {body, edited_ts, edit_seq: seq} on message ev->target of
+ * ev->conv if ev->from sent it, it is not deleted and no later edit (by seq)
+ * was applied: replaying an old edit never undoes a newer one. A delete
+ * sets {deleted: true, body: "", edited_ts, edit_seq} likewise. */
+int cs_store_add_change(cs_store_t *store, const chat_event_t *ev, int64_t seq,
+                        chat_error_t *err);
+
+/* Membership: $addToSet/$pull user in conversations.members, and create
+ * (watermarks 0) or delete the members document "<conv>/<user>". */
+int cs_store_add_member(cs_store_t *store, const char *conv, const char *user, int add,
+                        chat_error_t *err);
+
+/* Marks the conversation deleted and deletes its members documents, so that
+ * it leaves every member's list and sync. */
+int cs_store_add_conv_delete(cs_store_t *store, const char *conv, chat_error_t *err);
+
 int cs_store_add_last_seq(cs_store_t *store, const char *conv, int64_t seq, chat_error_t *err);
 /* delivered or read may be 0: that watermark is left alone. */
 int cs_store_add_marks(cs_store_t *store, const char *conv, const char *user, int64_t delivered,
                        int64_t read, chat_error_t *err);
-/* An edit sets {body, edited_ts}; a delete sets {deleted: true, body: ""}.
- * Either applies only to the message ev->target of ev->conv sent by
- * ev->from and not deleted. */
-int cs_store_add_change(cs_store_t *store, const chat_event_t *ev, chat_error_t *err);
 
 /* Executes what was queued, messages first. The message inserts are one
  * ordered bulk: the server stops at the first error, so what a failed or

@@ -70,14 +70,15 @@ static void change_cb(const int32_t *parts, size_t n, int gained, void *data)
 
 static void log_stats(const cs_stats_t *s, const cs_state_t *state)
 {
-    CHAT_INFO("stats: events %llu, messages stored %llu, duplicates %llu, receipts %llu "
-              "(stale %llu), edits/deletes %llu, dead letters %llu, batches %llu, store retries "
-              "%llu, publishes %llu, route errors %llu, cached %zu",
+    CHAT_INFO("stats: events %llu, stored %llu, duplicates %llu, receipts %llu (stale %llu), "
+              "edits/deletes/membership %llu, dead letters %llu, batches %llu, careful reruns "
+              "%llu, store retries %llu, publishes %llu, route errors %llu, cached %zu",
               (unsigned long long)s->events, (unsigned long long)s->messages,
               (unsigned long long)s->duplicates, (unsigned long long)s->receipts,
               (unsigned long long)s->stale, (unsigned long long)s->changes,
               (unsigned long long)s->dlq, (unsigned long long)s->batches,
-              (unsigned long long)s->retries, (unsigned long long)s->published,
+              (unsigned long long)s->conflicts, (unsigned long long)s->retries,
+              (unsigned long long)s->published,
               (unsigned long long)s->route_errors, cs_state_size(state));
 }
 
