@@ -13,8 +13,15 @@ const char *chat_strerror(int code)
         return msg;
         CHAT_ERRNO_MAP(CHAT_ERR_MSG)
 #undef CHAT_ERR_MSG
+        /* libuv's own table, not uv_strerror(): that one allocates (and
+         * leaks) a new string for every code it does not know. */
+#define CHAT_UV_MSG(name, msg)                                                                     \
+    case UV_##name:                                                                                \
+        return msg;
+        UV_ERRNO_MAP(CHAT_UV_MSG)
+#undef CHAT_UV_MSG
     default:
-        return uv_strerror(code);
+        return "unknown error";
     }
 }
 
@@ -28,8 +35,13 @@ const char *chat_err_name(int code)
         return #name;
         CHAT_ERRNO_MAP(CHAT_ERR_NAME)
 #undef CHAT_ERR_NAME
+#define CHAT_UV_NAME(name, msg)                                                                    \
+    case UV_##name:                                                                                \
+        return #name;
+        UV_ERRNO_MAP(CHAT_UV_NAME)
+#undef CHAT_UV_NAME
     default:
-        return uv_err_name(code);
+        return "UNKNOWN";
     }
 }
 
