@@ -85,8 +85,17 @@ int chat_buf_append_i64(chat_buf_t *b, int64_t v)
 int chat_buf_append_json_str(chat_buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    /* Worst case every byte becomes \u00XX. */
-    int rc = chat_buf_reserve(b, n * 6 + 2);
+    /* Reserve what this string needs, not the worst case (every byte as
+     * \u00XX): a string whose escaped form fits must not be refused. */
+    size_t need = 2;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t')
+            need += 2;
+        else
+            need += c < 0x20 ? 6 : 1;
+    }
+    int rc = chat_buf_reserve(b, need);
     if (rc != 0)
         return rc;
     char *o = b->data + b->len;
