@@ -138,8 +138,8 @@ static int get_int(json_t *root, const char *key, int64_t *dst)
     return 0;
 }
 
-int chat_event_decode(const char *data, size_t len, size_t body_max, chat_event_t *ev,
-                      chat_error_t *err)
+static int decode(const char *data, size_t len, size_t body_max, chat_event_t *ev,
+                  chat_error_t *err)
 {
     json_error_t jerr;
     memset(ev, 0, sizeof(*ev));
@@ -176,6 +176,16 @@ int chat_event_decode(const char *data, size_t len, size_t body_max, chat_event_
         ev->body_len = json_string_length(body);
     }
     return chat_event_validate(ev, body_max, err);
+}
+
+int chat_event_decode(const char *data, size_t len, size_t body_max, chat_event_t *ev,
+                      chat_error_t *err)
+{
+    int rc = decode(data, len, body_max, ev, err);
+    /* A failed decode keeps nothing: callers need not clear after it. */
+    if (rc != 0)
+        chat_event_clear(ev);
+    return rc;
 }
 
 void chat_event_clear(chat_event_t *ev)
