@@ -54,6 +54,8 @@ int chat_presence_parse(const char *value, size_t len, uint64_t now_ms, char *gw
     for (; p < end; p++) {
         if (*p < '0' || *p > '9')
             return CHAT_EPARSE;
+        if (exp > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+            return CHAT_EPARSE; /* past 2^64: would wrap to any expiry */
         exp = exp * 10 + (uint64_t)(*p - '0');
     }
     memcpy(gw, value, (size_t)(bar - value));
