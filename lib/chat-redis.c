@@ -1,8 +1,97 @@
 #include "chat-redis.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The loop glue, in place of hiredis' adapters/libuv.h. The adapter of
+ * hiredis 0.14 drops poll errors: libuv reports a refused connect or a reset
+ * connection as status UV_EBADF and stops the handle, the adapter returns,
+ * and hiredis never learns that the connection failed, so neither the
+ * connect nor the disconnect callback ever runs and a caller waiting for
+ * them to reconnect waits forever. As hiredis 1.x's adapter does, an error
+ * is handed to hiredis as readiness: its read or write then fails and
+ * hiredis reports it through the callbacks. */
+typedef struct redis_uv_s {
+    redisAsyncContext *ac; /* NULL once hiredis has let go of the context */
+    uv_poll_t poll;
+    int events;
+} redis_uv_t;
+
+static void redis_uv_poll_cb(uv_poll_t *h, int status, int events)
+{
+    redis_uv_t *p = h->data;
+    int ev = status != 0 ? p->events : events;
+    if (p->ac != NULL && (ev & UV_READABLE))
+        redisAsyncHandleRead(p->ac);
+    if (p->ac != NULL && (ev & UV_WRITABLE))
+        redisAsyncHandleWrite(p->ac);
+}
+
+static void redis_uv_update(redis_uv_t *p, int events)
+{
+    p->events = events;
+    /* Started again even when unchanged: libuv stops a handle on error. */
+    if (events != 0)
+        uv_poll_start(&p->poll, events, redis_uv_poll_cb);
+    else
+        uv_poll_stop(&p->poll);
+}
+
+static void redis_uv_add_read(void *data)
+{
+    redis_uv_t *p = data;
+    redis_uv_update(p, p->events | UV_READABLE);
+}
+
+static void redis_uv_del_read(void *data)
+{
+    redis_uv_t *p = data;
+    redis_uv_update(p, p->events & ~UV_READABLE);
+}
+
+static void redis_uv_add_write(void *data)
+{
+    redis_uv_t *p = data;
+    redis_uv_update(p, p->events | UV_WRITABLE);
+}
+
+static void redis_uv_del_write(void *data)
+{
+    redis_uv_t *p = data;
+    redis_uv_update(p, p->events & ~UV_WRITABLE);
+}
+
+static void redis_uv_close_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void redis_uv_cleanup(void *data)
+{
+    redis_uv_t *p = data;
+    p->ac = NULL;
+    uv_close((uv_handle_t *)&p->poll, redis_uv_close_cb);
+}
+
+static int redis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    redis_uv_t *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return REDIS_ERR;
+    if (uv_poll_init(loop, &p->poll, ac->c.fd) != 0) {
+        free(p);
+        return REDIS_ERR;
+    }
+    p->poll.data = p;
+    p->ac = ac;
+    ac->ev.addRead = redis_uv_add_read;
+    ac->ev.delRead = redis_uv_del_read;
+    ac->ev.addWrite = redis_uv_add_write;
+    ac->ev.delWrite = redis_uv_del_write;
+    ac->ev.cleanup = redis_uv_cleanup;
+    ac->ev.data = p;
+    return REDIS_OK;
+}
 
 redisAsyncContext *chat_redis_async_new(uv_loop_t *loop, const char *host, int port,
                                         chat_error_t *err)
@@ -17,11 +106,16 @@ redisAsyncContext *chat_redis_async_new(uv_loop_t *loop, const char *host, int p
         redisAsyncFree(ac);
         return NULL;
     }
-    if (redisLibuvAttach(ac, loop) != REDIS_OK) {
+    if (redis_uv_attach(ac, loop) != REDIS_OK) {
         chat_error_set(err, CHAT_EREDIS, "redis: cannot attach to the loop");
         redisAsyncFree(ac);
         return NULL;
     }
+    /* The end of a non-blocking connect shows as writability. hiredis 0.14
+     * watches for it only once a command is queued, so a context without
+     * one would never call its connect callback, not even to report a
+     * refused connection; hiredis 1.x asks for it as done here. */
+    ac->ev.addWrite(ac->ev.data);
     return ac;
 }
 
