@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -183,6 +184,10 @@ int main(int argc, char **argv)
     char id[CHAT_NAME_MAX + 1];
 
     signal(SIGPIPE, SIG_IGN);
+    if (sodium_init() < 0) {
+        fprintf(stderr, "chat-gateway: libsodium failed to initialise\n");
+        return 1;
+    }
     /* The thread pool runs MongoDB calls; the default of 4 is small. */
     setenv("UV_THREADPOOL_SIZE", "16", 0);
     int rc = gw_config_load(&cfg, argc, argv, &err);
