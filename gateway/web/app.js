@@ -503,7 +503,11 @@
     for (const c of state.convs.values()) if (c.li) c.li.classList.toggle('active', c.id === id);
     scrollToBottom();
     if (!conv.historyLoaded) loadHistory(conv, true);
-    else { fillViewport(conv); markRead(conv); }
+    else {
+      if (conv.stale) refreshNewest(conv);
+      fillViewport(conv);
+      markRead(conv);
+    }
     el.composer.value = draftFor(id);
     el.composer.focus();
   }
@@ -1165,15 +1169,17 @@
     // Edits and deletes of older messages made while we were away are not
     // in a sync that starts above them: reload the newest page of the open
     // conversation to pick them up.
+    for (const conv of state.convs.values()) if (conv.historyLoaded) conv.stale = true;
     const open = state.openId && state.convs.get(state.openId);
     if (open && open.historyLoaded) refreshNewest(open);
   }
 
   async function refreshNewest(conv) {
+    conv.stale = false;
     try {
       const r = await api('GET', '/v1/conversations/' + encodeURIComponent(conv.id) + '/messages?limit=' + PAGE);
       for (const m of r.messages || []) takeStored(conv, m);
-    } catch (e) { /* the next reconnect tries again */ }
+    } catch (e) { conv.stale = true; }
   }
 
   function onMessage(f) {
@@ -1184,9 +1190,12 @@
       conv = mergeConv({ id: f.conv, kind: f.conv.startsWith('g.') ? 'group' : 'direct', members: [state.session.user, f.from] });
       reloadListSoon();
     }
+    // A sent body is never empty, so an empty one is a tombstone even when
+    // the frame (as sync builds it) lacks "deleted".
+    const deleted = !!f.deleted || f.body === '';
     upsertMessage(conv, {
       seq: f.seq, id: f.id, from: f.from, ts: f.ts, cid: f.cid || null,
-      body: f.deleted ? '' : (f.body || ''), deleted: !!f.deleted, edited_ts: f.edited_ts || 0,
+      body: deleted ? '' : (f.body || ''), deleted, edited_ts: f.edited_ts || 0,
     }, true);
     touchConv(conv);
     if (!isMine({ from: f.from })) scheduleMarks();

@@ -140,6 +140,7 @@ describe('two users chat in the browser', () => {
   const edited = `Hello Bob, this is Alice — edited (${RUN})`;
   const doomed = 'This one will be deleted';
   const whileAway = 'Sent while you were away';
+  const replyEdited = 'Hi Alice! Nice to hear from you (edited while you were away).';
 
   before(async () => {
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
@@ -250,7 +251,7 @@ describe('two users chat in the browser', () => {
       'A to see the tombstone');
   });
 
-  it('A loses the connection, reconnects by itself and syncs what it missed', async () => {
+  it('A loses the connection, reconnects by itself and gets what it missed', async () => {
     const { page: pa, context: ca } = A;
     await ca.setOffline(true);
     await pa.evaluate(() => window.chatClient.dropConnection());
@@ -258,9 +259,19 @@ describe('two users chat in the browser', () => {
     await send(B.page, whileAway);
     const theirs = messageWith(B.page, whileAway);
     await until(async () => ['sent', 'delivered', 'read'].includes(await status(theirs)), 'B\'s message to be sent');
+    await until(async () => (await messageWith(B.page, whileAway).getAttribute('data-seq')) !== null, 'B\'s message to be stored');
+    assert.notEqual(await pa.getByTestId('conn-state').getAttribute('data-state'), 'online', 'A is still away');
+    assert.equal(await messageWith(pa, whileAway).count(), 0, 'A has not got it yet');
+    // B also edits an older message meanwhile.
+    const old = messageWith(B.page, reply);
+    await old.hover();
+    await old.getByTestId('edit').click();
+    await send(B.page, replyEdited);
+    await messageWith(B.page, replyEdited).getByTestId('edited').waitFor({ state: 'visible' });
     await ca.setOffline(false);
     await waitOnline(pa);
     await messageWith(pa, whileAway).waitFor({ state: 'visible' });
+    await messageWith(pa, replyEdited).getByTestId('edited').waitFor({ state: 'visible' });
     await until(async () => (await status(theirs)) === 'read', 'B\'s message to be read after A is back');
   });
 
@@ -279,8 +290,10 @@ describe('two users chat in the browser', () => {
     await waitOnline(pa);
     await messageWith(pa, edited).waitFor({ state: 'visible' });
     await messageWith(pa, edited).getByTestId('edited').waitFor({ state: 'visible' });
-    await messageWith(pa, reply).waitFor({ state: 'visible' });
+    await messageWith(pa, replyEdited).waitFor({ state: 'visible' });
     await messageWith(pa, whileAway).waitFor({ state: 'visible' });
+    // The ticks come back too: sync ends with the other members' watermarks.
+    await until(async () => (await status(messageWith(pa, edited))) === 'read', 'A\'s message to be ticked read again');
     assert.equal(await pa.locator('[data-testid="message"][data-deleted="true"]').count(), 1);
     assert.equal(await messageWith(pa, doomed).count(), 0);
   });
@@ -294,7 +307,7 @@ describe('two users chat in the browser', () => {
     await login(page, a);
     await page.getByTestId('conv-item').filter({ hasText: b }).click();
     await messageWith(page, edited).waitFor({ state: 'visible' });
-    await messageWith(page, reply).waitFor({ state: 'visible' });
+    await messageWith(page, replyEdited).waitFor({ state: 'visible' });
     await page.locator('[data-testid="message"][data-deleted="true"]').waitFor({ state: 'visible' });
     await page.close();
   });
