@@ -278,10 +278,25 @@ describe('two users chat in the browser', () => {
   it('a screenshot of the conversation goes to docs/', async () => {
     if (!SHOT) return;
     mkdirSync(path.dirname(SHOT), { recursive: true });
-    // A quiet, finished view: no pointer hovering over a message.
+    // A quiet view (no pointer over a message) while B is typing.
     await A.page.mouse.move(0, 0);
+    await B.page.getByTestId('composer').pressSequentially('Sounds good', { delay: 20 });
+    await A.page.getByTestId('typing').waitFor({ state: 'visible' });
     await A.page.screenshot({ path: SHOT });
+    await B.page.getByTestId('composer').fill('');
+    await B.page.getByTestId('composer').blur();
+    await until(async () => !(await A.page.getByTestId('typing').isVisible()), 'the typing indicator to go');
     assert.ok(existsSync(SHOT));
+  });
+
+  it('user text is shown as text, never as markup', async () => {
+    const evil = '<img src=x onerror="window.__xss=1"><b>not bold</b>';
+    await send(B.page, evil);
+    const shown = messageWith(A.page, evil);
+    await shown.waitFor({ state: 'visible' });
+    assert.equal(await shown.getByTestId('message-body').textContent(), evil);
+    assert.equal(await A.page.locator('#message-list img, #message-list b, #conv-list img').count(), 0);
+    assert.equal(await A.page.evaluate(() => window.__xss), undefined);
   });
 
   it('after a reload A sees the history again', async () => {
@@ -388,5 +403,41 @@ describe('history scrolls back and groups work', () => {
     await item.click();
     await messageWith(D.page, 'hello group').waitFor({ state: 'visible' });
     assert.equal(await messageWith(D.page, 'hello group').getByTestId('message-author').textContent(), c);
+  });
+});
+
+describe('the session lasts', () => {
+  const e = `erin_${RUN}`;
+  let browser;
+  let E;
+
+  before(async () => {
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+    E = await newUserPage(browser, e);
+  });
+
+  after(async () => { if (browser) await browser.close(); });
+
+  it('the token is refreshed before it expires, and the connection comes back', async () => {
+    const { page } = E;
+    await page.clock.install();
+    await register(page, e);
+    const before = await page.evaluate(() => JSON.parse(sessionStorage.getItem('chat.session')));
+    const ttl = before.exp * 1000 - Date.now();
+    assert.ok(ttl > 60000, 'a token that lives more than a minute');
+    const refreshed = page.waitForResponse((r) => r.url().endsWith('/v1/token') && r.request().method() === 'POST');
+    // Jump to shortly before the expiry: the refresh timer is due by then.
+    await page.clock.fastForward(Math.round(ttl - 4000));
+    const res = await refreshed;
+    assert.equal(res.status(), 200);
+    const fresh = await res.json();
+    await until(async () => {
+      const now = await page.evaluate(() => JSON.parse(sessionStorage.getItem('chat.session')));
+      return now.token === fresh.token && now.exp === fresh.exp && now.exp >= before.exp;
+    }, 'the refreshed token in sessionStorage');
+    // A jump that long also looks like a dead connection: the client must
+    // reconnect by itself, with the new token.
+    await waitOnline(page);
+    assert.equal(await page.getByTestId('auth-view').isVisible(), false);
   });
 });
