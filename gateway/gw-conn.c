@@ -159,11 +159,15 @@ int gw_conn_send_text(gw_conn_t *conn, const char *data, size_t len)
 {
     if (conn->state != GW_CONN_WS)
         return CHAT_ECLOSED;
+    if (conn->close_after_flush)
+        return CHAT_ECLOSED;
     if (queued(conn) + len + 10 > (size_t)conn->gw->cfg->outbound_max) {
         CHAT_INFO("conn %s user %s: outbound queue full, closing 4001", conn->id, conn->user);
         conn->gw->metrics.slow_closes++;
-        /* A close frame could not get past the full queue either. */
-        gw_conn_close(conn);
+        /* Drop what has not been handed to the kernel (whole frames only)
+         * and say why; a peer that reads nothing is cut by the heartbeat. */
+        conn->out.len = 0;
+        gw_conn_ws_close(conn, 4001, "too slow");
         return CHAT_EFULL;
     }
     int rc = gw_ws_encode(&conn->out, WSLAY_TEXT_FRAME, data, len);
