@@ -52,6 +52,8 @@
     dropConnection() { if (state.ws) state.ws.close(4999, 'dropped by test'); },
   };
 
+  const drafts = new Map();   // conv id -> unsent text of its composer
+
   const $ = (id) => document.getElementById(id);
   const el = {
     connState: $('conn-state'), me: $('me'), logout: $('logout'),
@@ -227,7 +229,9 @@
     state.presence.clear();
     state.openId = null;
     state.outbox = [];
+    drafts.clear();
     el.convList.replaceChildren();
+    document.title = 'Chat';
     el.messageList.replaceChildren();
     if (location.hash) history.replaceState(null, '', location.pathname + location.search);
     showAuth();
@@ -369,6 +373,13 @@
     for (const conv of convs) frag.appendChild(renderConvItem(conv));
     el.convList.replaceChildren(frag);
     el.convEmpty.hidden = convs.length > 0;
+    updateTitle();
+  }
+
+  function updateTitle() {
+    let n = 0;
+    for (const conv of state.convs.values()) n += conv.unread;
+    document.title = n > 0 ? '(' + n + ') Chat' : 'Chat';
   }
 
   function renderConvItem(conv) {
@@ -410,6 +421,7 @@
     const badge = li.querySelector('.badge');
     badge.textContent = conv.unread > 99 ? '99+' : String(conv.unread);
     badge.hidden = conv.unread <= 0;
+    updateTitle();
     return li;
   }
 
@@ -523,7 +535,6 @@
     for (const c of state.convs.values()) if (c.li) c.li.classList.remove('active');
   }
 
-  const drafts = new Map();
   function draftFor(id) { return drafts.get(id) || ''; }
 
   function renderChatPane() {

@@ -8,14 +8,17 @@
 //
 //   CHAT_WEB_URL      the gateway's base URL, e.g. http://127.0.0.1:18081 (required)
 //   CHROMIUM          the browser (default /usr/bin/chromium)
-//   CHAT_SCREENSHOT   where the conversation screenshot goes
-//                     (default docs/screenshot-chat.png; "" for none)
+//   CHAT_SCREENSHOT   where the conversation screenshot goes ("" for none);
+//                     by default docs/screenshot-chat.png when that file is
+//                     missing or CHAT_UPDATE_SCREENSHOT=1, else a file in the
+//                     temp folder (so a test run leaves the work tree alone)
 //   CHAT_WAIT_MS      the bound of every wait (default 20000)
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, existsSync } from 'node:fs';
+import { mkdirSync, existsSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -23,7 +26,10 @@ import { chromium } from 'playwright-core';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.CHAT_WEB_URL || '').replace(/\/+$/, '');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const SHOT = process.env.CHAT_SCREENSHOT ?? path.resolve(HERE, '../../docs/screenshot-chat.png');
+const DOC_SHOT = path.resolve(HERE, '../../docs/screenshot-chat.png');
+const TMP_SHOT = path.join(tmpdir(), `chat-screenshot-${process.pid}.png`);
+const SHOT = process.env.CHAT_SCREENSHOT ??
+  (process.env.CHAT_UPDATE_SCREENSHOT === '1' || !existsSync(DOC_SHOT) ? DOC_SHOT : TMP_SHOT);
 const WAIT_MS = Number(process.env.CHAT_WAIT_MS || 20000);
 const PASSWORD = 'correct horse battery staple';
 const RUN = randomBytes(3).toString('hex'); // unique usernames per run
@@ -153,6 +159,7 @@ describe('two users chat in the browser', () => {
       if (u && u.page.errors.length) console.log(`# page errors of ${u.page.user}: ${u.page.errors.join(' | ')}`);
     }
     if (browser) await browser.close();
+    if (SHOT === TMP_SHOT) rmSync(TMP_SHOT, { force: true });
   });
 
   it('both users register and connect', async () => {
@@ -275,7 +282,7 @@ describe('two users chat in the browser', () => {
     await until(async () => (await status(theirs)) === 'read', 'B\'s message to be read after A is back');
   });
 
-  it('a screenshot of the conversation goes to docs/', async () => {
+  it('a screenshot of the conversation is taken (docs/screenshot-chat.png)', async () => {
     if (!SHOT) return;
     mkdirSync(path.dirname(SHOT), { recursive: true });
     // A quiet view (no pointer over a message) while B is typing.
@@ -319,6 +326,11 @@ describe('two users chat in the browser', () => {
     page.setDefaultTimeout(WAIT_MS);
     await page.goto(BASE + '/');
     await page.getByTestId('auth-view').waitFor({ state: 'visible' });
+    await page.getByTestId('username').fill(a);
+    await page.getByTestId('password').fill('not the password');
+    await page.getByTestId('login').click();
+    await until(async () => (await page.getByTestId('auth-error').textContent()) === 'Wrong username or password.',
+      'a wrong password to be refused');
     await login(page, a);
     await page.getByTestId('conv-item').filter({ hasText: b }).click();
     await messageWith(page, edited).waitFor({ state: 'visible' });
