@@ -161,10 +161,9 @@ static void login_work(gw_job_t *job)
     if (!found) {
         /* Spend the same effort on unknown names: no user enumeration by time. */
         char dummy[crypto_pwhash_STRBYTES];
-        int spent = crypto_pwhash_str_alg(dummy, job->in.data, job->in.len,
-                              crypto_pwhash_OPSLIMIT_INTERACTIVE,
-                              (size_t)job->gw->cfg->pwhash_mem_kib * 1024,
-                              crypto_pwhash_ALG_ARGON2ID13);
+        int spent = crypto_pwhash_str_alg(
+            dummy, job->in.data, job->in.len, crypto_pwhash_OPSLIMIT_INTERACTIVE,
+            (size_t)job->gw->cfg->pwhash_mem_kib * 1024, crypto_pwhash_ALG_ARGON2ID13);
         (void)spent;
     }
     sodium_memzero(job->in.data, job->in.len);
@@ -265,9 +264,8 @@ static int account(gw_conn_t *conn, const char *body, size_t len, int is_login)
     job->n1 = is_login; /* registrations count per address only */
     snprintf(k1, sizeof(k1), "rl:login:u:%s", job->user);
     snprintf(k2, sizeof(k2), "rl:login:a:%s", addr);
-    if (gw->redis != NULL &&
-        redisAsyncCommand(gw->redis, limit_cb, job, "EVAL %s 2 %s %s", login_script, k1, k2) ==
-            REDIS_OK)
+    if (gw->redis != NULL && redisAsyncCommand(gw->redis, limit_cb, job, "EVAL %s 2 %s %s",
+                                               login_script, k1, k2) == REDIS_OK)
         return 1;
     if (gw_job_submit(job) != 0) {
         gw_http_error(conn, 503, "unavailable", "busy; retry");
@@ -507,8 +505,8 @@ static void history_work(gw_job_t *job)
         mongoc_read_prefs_set_mode(rp, MONGOC_READ_PRIMARY_PREFERRED);
     else if (strcmp(pref, "nearest") == 0)
         mongoc_read_prefs_set_mode(rp, MONGOC_READ_NEAREST);
-    bson_t *filter = BCON_NEW("conv", BCON_UTF8(job->conv), "seq", "{", "$lt",
-                              BCON_INT64(job->n1), "}");
+    bson_t *filter =
+        BCON_NEW("conv", BCON_UTF8(job->conv), "seq", "{", "$lt", BCON_INT64(job->n1), "}");
     bson_t *opts = BCON_NEW("sort", "{", "seq", BCON_INT32(-1), "}");
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(msgs, filter, opts, rp);
     int64_t got = 0, last = 0;
@@ -768,8 +766,8 @@ int gw_api_dispatch(gw_conn_t *conn, int method, const char *path, size_t len, c
                 json_error_t jerr;
                 json_t *root = json_loadb(body, blen, 0, &jerr);
                 json_t *u = json_object_get(root, "user");
-                int ok = json_is_string(u) && chat_name_valid(json_string_value(u),
-                                                               json_string_length(u));
+                int ok = json_is_string(u) &&
+                         chat_name_valid(json_string_value(u), json_string_length(u));
                 if (ok)
                     snprintf(user, sizeof(user), "%s", json_string_value(u));
                 json_decref(root);

@@ -49,9 +49,8 @@ static int produce(gw_conn_t *conn, chat_event_t *ev)
         gw_conn_send_error(conn, "internal", "cannot encode event", ev->cid, 1);
         return -1;
     }
-    gw_reply_t reply = ev->type == CHAT_EV_DELIVERED || ev->type == CHAT_EV_READ
-                           ? GW_REPLY_NONE
-                           : GW_REPLY_SENT;
+    gw_reply_t reply =
+        ev->type == CHAT_EV_DELIVERED || ev->type == CHAT_EV_READ ? GW_REPLY_NONE : GW_REPLY_SENT;
     if (gw_producer_send(gw, conn, reply, ev->conv, ev->id, ev->cid, ev->ts, b->data, b->len) !=
         0) {
         gw_conn_send_error(conn, "unavailable", "the event log is not accepting events; retry",
@@ -131,8 +130,7 @@ static int handle_typing(gw_conn_t *conn, json_t *root)
     int start = state != NULL && strcmp(state, "start") == 0;
     if (conv == NULL || !chat_name_valid(conv, conv_len) || state == NULL ||
         (!start && strcmp(state, "stop") != 0)) {
-        gw_conn_send_error(conn, "bad_frame", "typing needs conv and state start or stop", NULL,
-                           0);
+        gw_conn_send_error(conn, "bad_frame", "typing needs conv and state start or stop", NULL, 0);
         return FRAME_DONE;
     }
     int m = need_member(conn, conv, NULL);

@@ -22,7 +22,7 @@ struct gw_http_s {
     chat_buf_t url;
     chat_buf_t body;
     chat_buf_t auth;
-    chat_buf_t field;   /* the header name being read */
+    chat_buf_t field;    /* the header name being read */
     chat_buf_t leftover; /* bytes read past a request we answer asynchronously */
     char ws_key[64];
     size_t ws_key_len;
@@ -218,7 +218,8 @@ static int on_headers_complete(http_parser *p)
 {
     gw_conn_t *conn = p->data;
     gw_http_t *h = conn->http;
-    if (p->content_length != ULLONG_MAX && p->content_length > (uint64_t)conn->gw->cfg->http_body_max)
+    if (p->content_length != ULLONG_MAX &&
+        p->content_length > (uint64_t)conn->gw->cfg->http_body_max)
         h->too_big = 1;
     return 0;
 }
@@ -307,8 +308,7 @@ static int path_is(const gw_http_t *h, const char *path)
 {
     size_t n = strlen(path);
     const char *u = h->url.data;
-    return h->url.len >= n && strncmp(u, path, n) == 0 &&
-           (h->url.len == n || u[n] == '?');
+    return h->url.len >= n && strncmp(u, path, n) == 0 && (h->url.len == n || u[n] == '?');
 }
 
 static int upgrade(gw_conn_t *conn, const char *rest, size_t rest_len)
@@ -329,8 +329,8 @@ static int upgrade(gw_conn_t *conn, const char *rest, size_t rest_len)
         return CHAT_EAUTH;
     }
     const gw_config_t *cfg = conn->gw->cfg;
-    if (!chat_bucket_take(&conn->gw->conn_bucket, (double)cfg->conn_rate,
-                          (double)cfg->conn_burst, uv_now(conn->gw->loop))) {
+    if (!chat_bucket_take(&conn->gw->conn_bucket, (double)cfg->conn_rate, (double)cfg->conn_burst,
+                          uv_now(conn->gw->loop))) {
         /* A reconnect storm is admitted at a pace the gateway sustains. */
         conn->http_close = 1;
         gw_http_error(conn, 429, "rate_limited", "too many new connections; retry shortly");
@@ -373,8 +373,8 @@ static int dispatch(gw_conn_t *conn)
     }
     if (path_is(h, "/v1/health")) {
         char body[160];
-        int n = snprintf(body, sizeof(body), "{\"status\":\"ok\",\"gateway\":\"%s\"}",
-                         conn->gw->id);
+        int n =
+            snprintf(body, sizeof(body), "{\"status\":\"ok\",\"gateway\":\"%s\"}", conn->gw->id);
         gw_http_respond(conn, 200, body, (size_t)n);
         return 0;
     }

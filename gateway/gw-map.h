@@ -16,7 +16,7 @@ typedef struct gw_map_entry_s {
 
 typedef struct gw_map_s {
     gw_map_entry_t *e;
-    size_t cap; /* a power of two */
+    size_t cap;  /* a power of two */
     size_t used; /* live + tombstones */
     size_t live;
 } gw_map_t;

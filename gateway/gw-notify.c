@@ -12,7 +12,7 @@
 #include "gw-private.h"
 
 #define MEMBERS_CACHE_MAX 50000
-#define QUERY_MAX 100
+#define QUERY_MAX         100
 
 /* ---- routing to other gateways ------------------------------------------------ */
 
@@ -42,8 +42,9 @@ static void route_finish(route_t *r)
 {
     for (size_t i = 0; i < r->nout; i++) {
         if (r->gw->redis != NULL && !r->gw->shutting_down)
-            redisAsyncCommand(r->gw->redis, NULL, NULL, "PUBLISH " CHAT_GATEWAY_CHANNEL_PREFIX "%s %b",
-                              r->out[i].gw, r->out[i].buf.data, r->out[i].buf.len);
+            redisAsyncCommand(r->gw->redis, NULL, NULL,
+                              "PUBLISH " CHAT_GATEWAY_CHANNEL_PREFIX "%s %b", r->out[i].gw,
+                              r->out[i].buf.data, r->out[i].buf.len);
         chat_buf_close(&r->out[i].buf);
     }
     free(r->out);
@@ -95,8 +96,8 @@ static void route_cb(redisAsyncContext *ac, void *rep, void *privdata)
         route_finish(r);
 }
 
-void gw_notify_route(gw_t *gw, char **users, size_t n, const char *exclude_user,
-                     const char *frame, size_t len)
+void gw_notify_route(gw_t *gw, char **users, size_t n, const char *exclude_user, const char *frame,
+                     size_t len)
 {
     if (gw->redis == NULL || n == 0)
         return;
@@ -150,8 +151,7 @@ static char **split_list(const chat_buf_t *b, size_t *n)
 /* ---- store lookups -------------------------------------------------------------- */
 
 /* Appends to out, NUL-separated, the members of conversation conv. */
-static int conv_members(gw_job_t *job, mongoc_client_t *client, const char *conv,
-                        chat_buf_t *out)
+static int conv_members(gw_job_t *job, mongoc_client_t *client, const char *conv, chat_buf_t *out)
 {
     bson_error_t berr;
     const bson_t *doc;

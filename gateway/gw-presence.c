@@ -61,8 +61,8 @@ static void registered_cb(redisAsyncContext *ac, void *r, void *privdata)
                   conn->id, conn->user);
     } else if (reply->integer < 0) {
         CHAT_INFO("conn %s user %s: connection cap reached", conn->id, conn->user);
-        gw_conn_send_error(conn, "too_many_connections",
-                           "this user has too many connections open", NULL, 1);
+        gw_conn_send_error(conn, "too_many_connections", "this user has too many connections open",
+                           NULL, 1);
         gw_conn_ws_close(conn, 1008, "too many connections");
         return;
     } else {
@@ -129,8 +129,8 @@ void gw_presence_unregister(gw_t *gw, const char *user, const char *conn_id)
     snprintf(key, sizeof(key), CHAT_PRESENCE_PREFIX "%s", user);
     snprintf(seen, sizeof(seen), "lastseen:%s", user);
     snprintf(now, sizeof(now), "%llu", (unsigned long long)chat_now_ms());
-    if (redisAsyncCommand(gw->redis, unregistered_cb, g, "EVAL %s 2 %s %s %s %s",
-                          unregister_script, key, seen, conn_id, now) != REDIS_OK)
+    if (redisAsyncCommand(gw->redis, unregistered_cb, g, "EVAL %s 2 %s %s %s %s", unregister_script,
+                          key, seen, conn_id, now) != REDIS_OK)
         free(g);
 }
 

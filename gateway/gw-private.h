@@ -49,7 +49,7 @@ struct gw_conn_s {
     uint64_t frame_left;        /* payload bytes left in the frame being read */
     uint8_t hdr[14];            /* a frame header split across reads */
     uint8_t hdr_len;
-    const uint8_t *in;          /* bytes wslay may read during one recv */
+    const uint8_t *in; /* bytes wslay may read during one recv */
     size_t in_len;
     chat_buf_t out;      /* frames queued since the last flush */
     chat_buf_t inflight; /* the bytes of the one uv_write in flight */
@@ -64,17 +64,17 @@ struct gw_conn_s {
     int pending_n;
     unsigned writing : 1;
     unsigned dirty : 1;
-    unsigned blocked : 1;  /* a store lookup decides what comes next */
+    unsigned blocked : 1; /* a store lookup decides what comes next */
     unsigned pinged : 1;
     unsigned presence : 1; /* registered in Redis */
     unsigned close_after_flush : 1;
     unsigned read_stopped : 1;
-    unsigned http_close : 1; /* no keep-alive */
-    unsigned ws_busy : 1;    /* inside wslay_event_recv: free the context later */
-    unsigned in_msg : 1;     /* inside a fragmented data message */
-    unsigned hello : 1;      /* hello sent: presence is registered */
-    chat_bucket_t bucket;    /* frames per second */
-    uint64_t typing_ms;      /* when the last typing start went out, for... */
+    unsigned http_close : 1;             /* no keep-alive */
+    unsigned ws_busy : 1;                /* inside wslay_event_recv: free the context later */
+    unsigned in_msg : 1;                 /* inside a fragmented data message */
+    unsigned hello : 1;                  /* hello sent: presence is registered */
+    chat_bucket_t bucket;                /* frames per second */
+    uint64_t typing_ms;                  /* when the last typing start went out, for... */
     char typing_conv[CHAT_NAME_MAX + 1]; /* ...this conversation */
 };
 
@@ -186,8 +186,8 @@ int gw_producer_start(gw_t *gw, chat_error_t *err);
 void gw_producer_stop(gw_t *gw);
 /* Produces an encoded envelope (copied) keyed by conv; the delivery report
  * answers conn as reply says. cid may be empty. Returns 0 or CHAT_EKAFKA. */
-int gw_producer_send(gw_t *gw, gw_conn_t *conn, gw_reply_t reply, const char *conv,
-                     const char *id, const char *cid, int64_t ts, const char *data, size_t len);
+int gw_producer_send(gw_t *gw, gw_conn_t *conn, gw_reply_t reply, const char *conv, const char *id,
+                     const char *cid, int64_t ts, const char *data, size_t len);
 
 /* gw-presence.c */
 int gw_presence_start(gw_t *gw, chat_error_t *err);
@@ -198,8 +198,8 @@ void gw_presence_unregister(gw_t *gw, const char *user, const char *conn_id);
 /* gw-notify.c */
 /* Routes frame to every connection of users (but exclude_user's), through
  * their gateways' channels: one PUBLISH per gateway. */
-void gw_notify_route(gw_t *gw, char **users, size_t n, const char *exclude_user,
-                     const char *frame, size_t len);
+void gw_notify_route(gw_t *gw, char **users, size_t n, const char *exclude_user, const char *frame,
+                     size_t len);
 /* A typing frame from conn for conv (membership already checked). */
 void gw_notify_typing(gw_conn_t *conn, const char *conv, int start);
 /* Tells the members of user's conversations that user came or went. */

@@ -80,8 +80,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *data)
 
 int gw_producer_start(gw_t *gw, chat_error_t *err)
 {
-    gw->rk = chat_kafka_producer_new(gw->cfg->kafka_brokers, (int)gw->cfg->kafka_linger_ms,
-                                     dr_cb, gw, NULL, err);
+    gw->rk = chat_kafka_producer_new(gw->cfg->kafka_brokers, (int)gw->cfg->kafka_linger_ms, dr_cb,
+                                     gw, NULL, err);
     if (gw->rk == NULL)
         return err ? err->code : CHAT_EKAFKA;
     gw->rkt = rd_kafka_topic_new(gw->rk, gw->cfg->topic, NULL);
@@ -112,8 +112,8 @@ void gw_producer_stop(gw_t *gw)
     }
 }
 
-int gw_producer_send(gw_t *gw, gw_conn_t *conn, gw_reply_t reply, const char *conv,
-                     const char *id, const char *cid, int64_t ts, const char *data, size_t len)
+int gw_producer_send(gw_t *gw, gw_conn_t *conn, gw_reply_t reply, const char *conv, const char *id,
+                     const char *cid, int64_t ts, const char *data, size_t len)
 {
     gw_pending_t *p = pending_get();
     if (p == NULL)
@@ -125,8 +125,8 @@ int gw_producer_send(gw_t *gw, gw_conn_t *conn, gw_reply_t reply, const char *co
     snprintf(p->cid, sizeof(p->cid), "%s", cid ? cid : "");
     snprintf(p->conv, sizeof(p->conv), "%s", conv);
     for (int attempt = 0;; attempt++) {
-        int rc = rd_kafka_produce(gw->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
-                                  (void *)data, len, conv, strlen(conv), p);
+        int rc = rd_kafka_produce(gw->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, (void *)data,
+                                  len, conv, strlen(conv), p);
         if (rc == 0)
             return 0;
         rd_kafka_resp_err_t e = rd_kafka_last_error();

@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 
 #define MAX_FILES 64
-#define MAX_SIZE (4u << 20)
+#define MAX_SIZE  (4u << 20)
 
 typedef struct gw_file_s {
     char name[128];

@@ -13,8 +13,8 @@
 #define MEMBER_CACHE_MAX 200000
 
 struct gw_sync_s {
-    json_t *have;   /* the client's {conv: seq} */
-    char **convs;   /* the user's conversations, loaded by the first page */
+    json_t *have; /* the client's {conv: seq} */
+    char **convs; /* the user's conversations, loaded by the first page */
     size_t nconvs;
     size_t idx;     /* the conversation being streamed */
     int64_t cursor; /* last seq streamed in it */
@@ -24,8 +24,6 @@ struct gw_sync_s {
     int running; /* a page job holds this struct */
     int orphan;  /* the connection closed while a job ran */
 };
-
-
 
 gw_job_t *gw_job_new_for(gw_t *gw, gw_job_fn work, gw_job_fn done)
 {
@@ -151,8 +149,7 @@ static void member_done(gw_job_t *job)
             conn->pending_n--;
             free(f);
         }
-        gw_conn_send_error(conn, "forbidden", "you are not a member of that conversation", NULL,
-                           0);
+        gw_conn_send_error(conn, "forbidden", "you are not a member of that conversation", NULL, 0);
     }
     gw_frames_unblock(conn);
 }
@@ -309,10 +306,9 @@ static void sync_work(gw_job_t *job)
     int64_t n = 0;
     while (n == 0 && s->idx < s->nconvs) {
         const char *conv = s->convs[s->idx];
-        bson_t *filter = BCON_NEW("conv", BCON_UTF8(conv), "seq", "{", "$gt",
-                                  BCON_INT64(s->cursor), "}");
-        bson_t *opts = BCON_NEW("sort", "{", "seq", BCON_INT32(1), "}", "limit",
-                                BCON_INT64(page));
+        bson_t *filter =
+            BCON_NEW("conv", BCON_UTF8(conv), "seq", "{", "$gt", BCON_INT64(s->cursor), "}");
+        bson_t *opts = BCON_NEW("sort", "{", "seq", BCON_INT32(1), "}", "limit", BCON_INT64(page));
         mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
         while (mongoc_cursor_next(cur, &doc)) {
             message_frame(&frame, doc);
@@ -478,9 +474,9 @@ static void create_conv_work(gw_job_t *job)
         char mid[2 * CHAT_NAME_MAX + 2];
         member_key(mid, sizeof(mid), id, members[i]);
         bson_t *sel = BCON_NEW("_id", BCON_UTF8(mid));
-        bson_t *upd = BCON_NEW("$setOnInsert", "{", "conv", BCON_UTF8(id), "user",
-                               BCON_UTF8(members[i]), "delivered_seq", BCON_INT64(0),
-                               "read_seq", BCON_INT64(0), "}");
+        bson_t *upd =
+            BCON_NEW("$setOnInsert", "{", "conv", BCON_UTF8(id), "user", BCON_UTF8(members[i]),
+                     "delivered_seq", BCON_INT64(0), "read_seq", BCON_INT64(0), "}");
         bson_t *uopts = BCON_NEW("upsert", BCON_BOOL(true));
         mongoc_bulk_operation_update_one_with_opts(bulk, sel, upd, uopts, NULL);
         bson_destroy(sel);
@@ -531,7 +527,7 @@ static void create_conv_done(gw_job_t *job)
         if (job->status == 503)
             CHAT_WARN("conn %s: %s", conn->id, job->err.message);
         gw_http_error(conn, job->status,
-                      job->status == 413 ? "too_large"
+                      job->status == 413   ? "too_large"
                       : job->status == 503 ? "unavailable"
                                            : "bad_request",
                       msg);

@@ -66,13 +66,12 @@ static int apply(const chat_conf_entry_t *e, void *cfg, const char *value, const
         errno = 0;
         long long v = strtoll(value, &end, 10);
         if (end == value || *end != '\0')
-            return chat_error_set(err, CHAT_EINVAL, "%s (from %s): '%s' is not an integer",
-                                  e->name, source, value);
+            return chat_error_set(err, CHAT_EINVAL, "%s (from %s): '%s' is not an integer", e->name,
+                                  source, value);
         /* A number past int64_t (strtoll's ERANGE) is out of range too. */
         if (errno == ERANGE || v < e->min || v > e->max)
-            return chat_error_set(err, CHAT_ERANGE,
-                                  "%s (from %s): %lld is outside [%lld, %lld]", e->name, source,
-                                  v, (long long)e->min, (long long)e->max);
+            return chat_error_set(err, CHAT_ERANGE, "%s (from %s): %lld is outside [%lld, %lld]",
+                                  e->name, source, v, (long long)e->min, (long long)e->max);
         *(int64_t *)p = v;
         return 0;
     }

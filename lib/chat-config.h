@@ -29,11 +29,17 @@ typedef struct chat_conf_entry_s {
 } chat_conf_entry_t;
 
 #define CHAT_CONF_INT_ENTRY(st, field, def, min, max, help)                                        \
-    {#field, CHAT_CONF_INT, def, min, max, offsetof(st, field), help}
+    {                                                                                              \
+#field, CHAT_CONF_INT, def, min, max, offsetof(st, field), help                            \
+    }
 #define CHAT_CONF_STR_ENTRY(st, field, def, help)                                                  \
-    {#field, CHAT_CONF_STR, def, 0, 0, offsetof(st, field), help}
+    {                                                                                              \
+#field, CHAT_CONF_STR, def, 0, 0, offsetof(st, field), help                                \
+    }
 #define CHAT_CONF_BOOL_ENTRY(st, field, def, help)                                                 \
-    {#field, CHAT_CONF_BOOL, def, 0, 1, offsetof(st, field), help}
+    {                                                                                              \
+#field, CHAT_CONF_BOOL, def, 0, 1, offsetof(st, field), help                               \
+    }
 
 /* Fills cfg from the table: defaults, then the environment, then argv.
  * Returns 0, 1 when --help was asked for (the table was printed to stdout),

@@ -4,10 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const type_names[] = {
-    NULL,
+static const char *const type_names[] = {NULL,
 #define CHAT_EV_NAME(name, str) str,
-    CHAT_EVENT_TYPES(CHAT_EV_NAME)
+                                         CHAT_EVENT_TYPES(CHAT_EV_NAME)
 #undef CHAT_EV_NAME
 };
 

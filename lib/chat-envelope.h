@@ -40,13 +40,13 @@ typedef struct chat_event_s {
     char id[CHAT_ID_LEN + 1];
     char conv[CHAT_NAME_MAX + 1];
     char from[CHAT_NAME_MAX + 1];
-    char dev[CHAT_NAME_MAX + 1]; /* the sending connection; may be empty */
-    char cid[CHAT_NAME_MAX + 1]; /* the client's id for the event; may be empty */
-    int64_t ts;                  /* gateway time, ms since the epoch */
-    int64_t upto;                /* delivered/read: the watermark seq */
-    int64_t target;              /* edit/delete: the seq of the message changed */
+    char dev[CHAT_NAME_MAX + 1];  /* the sending connection; may be empty */
+    char cid[CHAT_NAME_MAX + 1];  /* the client's id for the event; may be empty */
+    int64_t ts;                   /* gateway time, ms since the epoch */
+    int64_t upto;                 /* delivered/read: the watermark seq */
+    int64_t target;               /* edit/delete: the seq of the message changed */
     char user[CHAT_NAME_MAX + 1]; /* member_add/member_remove: the member */
-    const char *body;            /* message/edit: UTF-8 text, body_len bytes */
+    const char *body;             /* message/edit: UTF-8 text, body_len bytes */
     size_t body_len;
     void *json_; /* private: the parsed document that body points into */
 } chat_event_t;
@@ -57,7 +57,8 @@ chat_event_type_t chat_event_type_parse(const char *s);
 
 /* Checks what every event of its type needs: ids well formed, ts > 0, a body
  * of 1..body_max bytes for message/edit, upto >= 1 for receipts, target >= 1
- * for edit/delete, a user for member_add/member_remove. Returns 0 or CHAT_EINVAL/CHAT_ETOOBIG with err filled. */
+ * for edit/delete, a user for member_add/member_remove. Returns 0 or CHAT_EINVAL/CHAT_ETOOBIG with
+ * err filled. */
 int chat_event_validate(const chat_event_t *ev, size_t body_max, chat_error_t *err);
 
 /* Appends ev as envelope JSON to out (no allocation beyond out's growth).

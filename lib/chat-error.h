@@ -6,24 +6,24 @@
 
 #include <stdarg.h>
 
-#define CHAT_ERRNO_MAP(XX)                                                    \
-    XX(EINVAL, -5001, "invalid argument")                                   \
-    XX(ENOMEM, -5002, "out of memory")                                      \
-    XX(ERANGE, -5003, "value out of range")                                 \
-    XX(EPARSE, -5004, "malformed input")                                    \
-    XX(EAUTH, -5005, "authentication failed")                               \
-    XX(EEXPIRED, -5006, "token expired")                                    \
-    XX(EFORBIDDEN, -5007, "not allowed")                                    \
-    XX(ENOTFOUND, -5008, "not found")                                       \
-    XX(EDUP, -5009, "duplicate")                                            \
-    XX(ETOOBIG, -5010, "too large")                                         \
-    XX(EFULL, -5011, "queue full")                                          \
-    XX(EAGAIN, -5012, "try again")                                          \
-    XX(EKAFKA, -5013, "kafka error")                                        \
-    XX(EREDIS, -5014, "redis error")                                        \
-    XX(EMONGO, -5015, "mongodb error")                                      \
-    XX(ERATE, -5016, "rate limited")                                        \
-    XX(ECLOSED, -5017, "connection closed")                                 \
+#define CHAT_ERRNO_MAP(XX)                                                                         \
+    XX(EINVAL, -5001, "invalid argument")                                                          \
+    XX(ENOMEM, -5002, "out of memory")                                                             \
+    XX(ERANGE, -5003, "value out of range")                                                        \
+    XX(EPARSE, -5004, "malformed input")                                                           \
+    XX(EAUTH, -5005, "authentication failed")                                                      \
+    XX(EEXPIRED, -5006, "token expired")                                                           \
+    XX(EFORBIDDEN, -5007, "not allowed")                                                           \
+    XX(ENOTFOUND, -5008, "not found")                                                              \
+    XX(EDUP, -5009, "duplicate")                                                                   \
+    XX(ETOOBIG, -5010, "too large")                                                                \
+    XX(EFULL, -5011, "queue full")                                                                 \
+    XX(EAGAIN, -5012, "try again")                                                                 \
+    XX(EKAFKA, -5013, "kafka error")                                                               \
+    XX(EREDIS, -5014, "redis error")                                                               \
+    XX(EMONGO, -5015, "mongodb error")                                                             \
+    XX(ERATE, -5016, "rate limited")                                                               \
+    XX(ECLOSED, -5017, "connection closed")                                                        \
     XX(EIO, -5018, "i/o error")
 
 typedef enum {

@@ -10,8 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CHAT_ID_LEN 26     /* an event id, without the NUL */
-#define CHAT_NAME_MAX 64   /* user, conversation, device and client ids */
+#define CHAT_ID_LEN   26 /* an event id, without the NUL */
+#define CHAT_NAME_MAX 64 /* user, conversation, device and client ids */
 
 /* Writes a new time-ordered id and a NUL to out. Thread-safe. */
 void chat_id_new(char out[CHAT_ID_LEN + 1], uint64_t now_ms);

@@ -25,8 +25,8 @@ int chat_jwt_sign(const unsigned char *key, size_t key_len, const char *sub, int
 
     if (!chat_name_valid(sub, strlen(sub)))
         return CHAT_EINVAL;
-    int plen = snprintf(payload, sizeof(payload), "{\"sub\":\"%s\",\"iat\":%lld,\"exp\":%lld}",
-                        sub, (long long)iat, (long long)exp);
+    int plen = snprintf(payload, sizeof(payload), "{\"sub\":\"%s\",\"iat\":%lld,\"exp\":%lld}", sub,
+                        (long long)iat, (long long)exp);
     size_t need = sodium_base64_ENCODED_LEN(sizeof(header) - 1, B64) +
                   sodium_base64_ENCODED_LEN((size_t)plen, B64) +
                   sodium_base64_ENCODED_LEN(sizeof(mac), B64) + 2;

@@ -52,14 +52,27 @@ rd_kafka_t *chat_kafka_producer_new(const char *brokers, int linger_ms, chat_kaf
     char errstr[512], linger[16];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     snprintf(linger, sizeof(linger), "%d", linger_ms);
-    const char *const base[] = {
-        "bootstrap.servers", brokers, "enable.idempotence", "true", "acks", "all",
-        "linger.ms", linger, "delivery.timeout.ms", "30000", "queue.buffering.max.messages",
-        "1000000", "batch.num.messages", "10000", "socket.nagle.disable", "true", NULL};
+    const char *const base[] = {"bootstrap.servers",
+                                brokers,
+                                "enable.idempotence",
+                                "true",
+                                "acks",
+                                "all",
+                                "linger.ms",
+                                linger,
+                                "delivery.timeout.ms",
+                                "30000",
+                                "queue.buffering.max.messages",
+                                "1000000",
+                                "batch.num.messages",
+                                "10000",
+                                "socket.nagle.disable",
+                                "true",
+                                NULL};
     if (conf_apply(conf, base, err) != 0 || conf_apply(conf, extra, err) != 0)
         goto fail;
-    rd_kafka_conf_set_dr_msg_cb(conf, (void (*)(rd_kafka_t *, const rd_kafka_message_t *,
-                                                void *))dr_cb);
+    rd_kafka_conf_set_dr_msg_cb(conf,
+                                (void (*)(rd_kafka_t *, const rd_kafka_message_t *, void *))dr_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
     rd_kafka_conf_set_opaque(conf, data);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
@@ -81,16 +94,27 @@ rd_kafka_t *chat_kafka_consumer_new(const char *brokers, const char *group,
 
 rd_kafka_t *chat_kafka_consumer_new_with_rebalance(const char *brokers, const char *group,
                                                    const char *const *extra,
-                                                   chat_kafka_rebalance_cb rebalance_cb,
-                                                   void *data, chat_error_t *err)
+                                                   chat_kafka_rebalance_cb rebalance_cb, void *data,
+                                                   chat_error_t *err)
 {
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    const char *const base[] = {"bootstrap.servers", brokers, "group.id", group,
-                                "enable.auto.commit", "false", "enable.auto.offset.store",
-                                "false", "auto.offset.reset", "earliest",
-                                "partition.assignment.strategy", "cooperative-sticky",
-                                "fetch.wait.max.ms", "10", "socket.nagle.disable", "true",
+    const char *const base[] = {"bootstrap.servers",
+                                brokers,
+                                "group.id",
+                                group,
+                                "enable.auto.commit",
+                                "false",
+                                "enable.auto.offset.store",
+                                "false",
+                                "auto.offset.reset",
+                                "earliest",
+                                "partition.assignment.strategy",
+                                "cooperative-sticky",
+                                "fetch.wait.max.ms",
+                                "10",
+                                "socket.nagle.disable",
+                                "true",
                                 NULL};
     if (conf_apply(conf, base, err) != 0 || conf_apply(conf, extra, err) != 0)
         goto fail;

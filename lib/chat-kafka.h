@@ -35,8 +35,8 @@ typedef void (*chat_kafka_rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t code
  * requires. Returns the handle, or NULL with err set. */
 rd_kafka_t *chat_kafka_consumer_new_with_rebalance(const char *brokers, const char *group,
                                                    const char *const *extra,
-                                                   chat_kafka_rebalance_cb rebalance_cb,
-                                                   void *data, chat_error_t *err);
+                                                   chat_kafka_rebalance_cb rebalance_cb, void *data,
+                                                   chat_error_t *err);
 
 typedef struct chat_kafka_uv_s chat_kafka_uv_t;
 

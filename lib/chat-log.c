@@ -43,5 +43,8 @@ void chat_log_write(int level, const char *file, int line, const char *fmt, ...)
     const char *base = strrchr(file, '/');
     /* One fprintf per line keeps lines whole when threads log at once. */
     fprintf(stderr, "%s.%03dZ %s %-5s %s:%d %s\n", stamp, (int)(tv.tv_usec / 1000), log_program,
-            level_names[level < 0 ? 0 : level > 3 ? 3 : level], base ? base + 1 : file, line, msg);
+            level_names[level < 0   ? 0
+                        : level > 3 ? 3
+                                    : level],
+            base ? base + 1 : file, line, msg);
 }

@@ -30,8 +30,8 @@ void chat_log_write(int level, const char *file, int line, const char *fmt, ...)
     } while (0)
 
 #define CHAT_ERROR(...) CHAT_LOG(CHAT_LOG_ERROR, __VA_ARGS__)
-#define CHAT_WARN(...) CHAT_LOG(CHAT_LOG_WARN, __VA_ARGS__)
-#define CHAT_INFO(...) CHAT_LOG(CHAT_LOG_INFO, __VA_ARGS__)
+#define CHAT_WARN(...)  CHAT_LOG(CHAT_LOG_WARN, __VA_ARGS__)
+#define CHAT_INFO(...)  CHAT_LOG(CHAT_LOG_INFO, __VA_ARGS__)
 #define CHAT_DEBUG(...) CHAT_LOG(CHAT_LOG_DEBUG, __VA_ARGS__)
 
 #endif

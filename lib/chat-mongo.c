@@ -98,8 +98,8 @@ int chat_mongo_ping(mongoc_client_t *client, chat_error_t *err)
     return ok ? 0 : chat_mongo_error(err, &berr, "ping");
 }
 
-static int create_index(mongoc_client_t *client, const char *db, const char *coll,
-                        const char *name, const bson_t *keys, bool unique, chat_error_t *err)
+static int create_index(mongoc_client_t *client, const char *db, const char *coll, const char *name,
+                        const bson_t *keys, bool unique, chat_error_t *err)
 {
     bson_error_t berr;
     bson_t cmd = BSON_INITIALIZER, indexes, index;

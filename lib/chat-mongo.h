@@ -24,8 +24,7 @@ void chat_mongo_global_init(void);
 
 /* Creates a client pool on uri with error API 2 and the given app name.
  * Returns NULL with err set when the URI is invalid. */
-mongoc_client_pool_t *chat_mongo_pool_new(const char *uri, const char *appname,
-                                          chat_error_t *err);
+mongoc_client_pool_t *chat_mongo_pool_new(const char *uri, const char *appname, chat_error_t *err);
 
 /* The database the pool's URI names, or "chat" when it names none. The
  * string lives as long as the pool. */

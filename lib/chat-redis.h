@@ -16,7 +16,7 @@
 
 #include "chat-error.h"
 
-#define CHAT_PRESENCE_PREFIX "presence:"
+#define CHAT_PRESENCE_PREFIX        "presence:"
 #define CHAT_GATEWAY_CHANNEL_PREFIX "gw."
 
 /* Connects asynchronously and attaches to loop. The connection reports
