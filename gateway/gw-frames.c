@@ -258,8 +258,15 @@ void gw_frames_handle(gw_conn_t *conn, const char *data, size_t len)
     const gw_config_t *cfg = conn->gw->cfg;
     if (!chat_bucket_take(&conn->bucket, (double)cfg->msg_rate, (double)cfg->msg_burst,
                           uv_now(conn->gw->loop))) {
-        /* A flood costs the sender, not the pipeline: the frame is dropped. */
-        gw_conn_send_error(conn, "rate_limited", "too many frames; slow down", NULL, 1);
+        /* A flood costs the sender, not the pipeline: the frame is dropped,
+         * and named by its cid so the client can send it again later. */
+        json_error_t jerr;
+        json_t *root = json_loadb(data, len, 0, &jerr);
+        size_t cid_len = 0;
+        const char *cid = root != NULL ? get_str(root, "cid", &cid_len) : NULL;
+        gw_conn_send_error(conn, "rate_limited", "too many frames; slow down",
+                           cid != NULL && chat_name_valid(cid, cid_len) ? cid : NULL, 1);
+        json_decref(root);
         return;
     }
     if (!conn->blocked && conn->pending_head == NULL) {
