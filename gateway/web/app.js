@@ -627,7 +627,13 @@
 
   function takeStored(conv, m) {
     if (typeof m.seq !== 'number') return;
-    if (m.target != null || (m.t && m.t !== 'message') || (m.type && m.type !== 'message')) return; // an event, not a message
+    // An event (edit, delete, membership) is not a message: it has a type or
+    // a target, or neither a body nor a tombstone.
+    if (m.target != null || (m.t && m.t !== 'message') || (m.type && m.type !== 'message') ||
+        (typeof m.body !== 'string' && !m.deleted)) {
+      noteSeq(conv, m.seq);
+      return;
+    }
     upsertMessage(conv, {
       seq: m.seq, id: m.id, from: m.from, ts: m.ts, cid: m.cid || null,
       body: m.deleted ? '' : (m.body || ''), deleted: !!m.deleted, edited_ts: m.edited_ts || 0,
@@ -1196,6 +1202,10 @@
   function onMessage(f) {
     if (!f.conv || typeof f.seq !== 'number') return;
     let conv = state.convs.get(f.conv);
+    if (typeof f.body !== 'string' && !f.deleted) { // not a message (see takeStored)
+      if (conv) noteSeq(conv, f.seq);
+      return;
+    }
     if (!conv) {
       // A conversation we do not know yet (someone just started it).
       conv = mergeConv({ id: f.conv, kind: f.conv.startsWith('g.') ? 'group' : 'direct', members: [state.session.user, f.from] });
