@@ -8,6 +8,22 @@
 
 enum { B_MESSAGES, B_CHANGES, B_CONVS, B_MARKS, B_COUNT };
 
+/* The most writes sent in one command. FerretDB 1.24 applies ordered:true
+ * only within chunks of 100 documents of a command: given 200 inserts with
+ * a duplicate at index 1, it stores index 0 and then all of 100..199. That
+ * breaks the prefix that the retry relies on (cs_store_write), so no
+ * command carries more than one such chunk; MongoDB keeps order across a
+ * whole command either way, and pays a few more round trips per batch. */
+#define CHUNK 100
+
+/* The queued writes of one kind: ordered bulks of at most CHUNK writes,
+ * executed in turn until one fails. */
+typedef struct kind_s {
+    mongoc_bulk_operation_t **bulks;
+    size_t n, cap;
+    size_t in_last; /* writes in bulks[n - 1] */
+} kind_t;
+
 struct cs_store_s {
     mongoc_client_pool_t *pool;
     mongoc_client_t *client; /* popped once: the consumer has one thread */
@@ -15,8 +31,7 @@ struct cs_store_s {
     mongoc_collection_t *messages;
     mongoc_collection_t *conversations;
     mongoc_collection_t *members;
-    mongoc_bulk_operation_t *bulk[B_COUNT]; /* created on the first queued write */
-    size_t queued[B_COUNT];
+    kind_t kinds[B_COUNT];
     bson_t doc, sel; /* reused for every queued write; the bulk copies them */
     const char **names; /* scratch for a conversation's members */
     size_t names_cap;
@@ -107,6 +122,8 @@ void cs_store_destroy(cs_store_t *store)
     if (store == NULL)
         return;
     cs_store_write_abort(store);
+    for (int which = 0; which < B_COUNT; which++)
+        free(store->kinds[which].bulks);
     if (store->messages != NULL)
         mongoc_collection_destroy(store->messages);
     if (store->conversations != NULL)
@@ -346,18 +363,30 @@ int cs_store_find_targets(cs_store_t *store, const char *const *convs, const int
     return rc;
 }
 
+/* Returns the bulk that takes the next write of kind which, starting a new
+ * one when the last is full; NULL when out of memory. */
 static mongoc_bulk_operation_t *bulk_for(cs_store_t *store, int which)
 {
-    if (store->bulk[which] == NULL) {
+    kind_t *k = &store->kinds[which];
+    if (k->n == 0 || k->in_last == CHUNK) {
+        if (k->n == k->cap) {
+            size_t cap = k->cap ? k->cap * 2 : 8;
+            mongoc_bulk_operation_t **b = realloc(k->bulks, cap * sizeof(*b));
+            if (b == NULL)
+                return NULL;
+            k->bulks = b;
+            k->cap = cap;
+        }
         mongoc_collection_t *coll = which == B_MESSAGES || which == B_CHANGES ? store->messages
                                     : which == B_CONVS                        ? store->conversations
                                                                               : store->members;
         bson_t *opts = BCON_NEW("ordered", BCON_BOOL(true));
-        store->bulk[which] = mongoc_collection_create_bulk_operation_with_opts(coll, opts);
+        k->bulks[k->n++] = mongoc_collection_create_bulk_operation_with_opts(coll, opts);
+        k->in_last = 0;
         bson_destroy(opts);
     }
-    store->queued[which]++;
-    return store->bulk[which];
+    k->in_last++;
+    return k->bulks[k->n - 1];
 }
 
 int cs_store_add_event(cs_store_t *store, const chat_event_t *ev, int64_t seq, chat_error_t *err)
@@ -401,7 +430,10 @@ int cs_store_add_event(cs_store_t *store, const chat_event_t *ev, int64_t seq, c
     }
     if (ev->type == CHAT_EV_MESSAGE || ev->type == CHAT_EV_EDIT)
         bson_append_utf8(d, "body", 4, ev->body, (int)ev->body_len);
-    if (!mongoc_bulk_operation_insert_with_opts(bulk_for(store, B_MESSAGES), d, NULL, &berr))
+    mongoc_bulk_operation_t *bulk = bulk_for(store, B_MESSAGES);
+    if (bulk == NULL)
+        return chat_error_set(err, CHAT_ENOMEM, "event %s: out of memory", ev->id);
+    if (!mongoc_bulk_operation_insert_with_opts(bulk, d, NULL, &berr))
         return chat_error_set(err, CHAT_EINVAL, "event %s: %s", ev->id, berr.message);
     return 0;
 }
@@ -410,9 +442,11 @@ static int add_update(cs_store_t *store, int which, const bson_t *sel, const bso
                       int upsert, const char *what, chat_error_t *err)
 {
     bson_error_t berr;
+    mongoc_bulk_operation_t *bulk = bulk_for(store, which);
+    if (bulk == NULL)
+        return chat_error_set(err, CHAT_ENOMEM, "%s: out of memory", what);
     bson_t *opts = upsert ? BCON_NEW("upsert", BCON_BOOL(true)) : NULL;
-    bool ok = mongoc_bulk_operation_update_one_with_opts(bulk_for(store, which), sel, update, opts,
-                                                         &berr);
+    bool ok = mongoc_bulk_operation_update_one_with_opts(bulk, sel, update, opts, &berr);
     bson_destroy(opts);
     return ok ? 0 : chat_error_set(err, CHAT_EINVAL, "%s: %s", what, berr.message);
 }
@@ -488,8 +522,10 @@ int cs_store_add_member(cs_store_t *store, const char *conv, const char *user, i
     bson_reinit(&store->sel);
     BSON_APPEND_UTF8(&store->sel, "_id", key);
     if (!add) {
-        if (!mongoc_bulk_operation_remove_one_with_opts(bulk_for(store, B_MARKS), &store->sel, NULL,
-                                                        &berr))
+        mongoc_bulk_operation_t *bulk = bulk_for(store, B_MARKS);
+        if (bulk == NULL)
+            return chat_error_set(err, CHAT_ENOMEM, "%s: out of memory", key);
+        if (!mongoc_bulk_operation_remove_one_with_opts(bulk, &store->sel, NULL, &berr))
             return chat_error_set(err, CHAT_EINVAL, "%s: %s", key, berr.message);
         return 0;
     }
@@ -511,8 +547,10 @@ int cs_store_add_conv_delete(cs_store_t *store, const char *conv, chat_error_t *
         return rc;
     bson_reinit(&store->sel);
     BSON_APPEND_UTF8(&store->sel, "conv", conv);
-    if (!mongoc_bulk_operation_remove_many_with_opts(bulk_for(store, B_MARKS), &store->sel, NULL,
-                                                     &berr))
+    mongoc_bulk_operation_t *bulk = bulk_for(store, B_MARKS);
+    if (bulk == NULL)
+        return chat_error_set(err, CHAT_ENOMEM, "%s: out of memory", conv);
+    if (!mongoc_bulk_operation_remove_many_with_opts(bulk, &store->sel, NULL, &berr))
         return chat_error_set(err, CHAT_EINVAL, "%s: %s", conv, berr.message);
     return 0;
 }
@@ -564,45 +602,43 @@ static void classify(const bson_t *reply, cs_store_result_t *res, char *first, s
     }
 }
 
-static int run(cs_store_t *store, int which, cs_store_result_t *res, chat_error_t *err)
+/* Executes one bulk; adds what it inserted to res. Returns 0, CHAT_EDUP
+ * or CHAT_EMONGO with err set. */
+static int run_bulk(mongoc_bulk_operation_t *bulk, const char *what, cs_store_result_t *res,
+                    chat_error_t *err)
 {
-    static const char *const names[B_COUNT] = {"insert events", "change messages",
-                                               "update conversations", "update members"};
     bson_error_t berr;
     bson_t reply;
-    mongoc_bulk_operation_t *bulk = store->bulk[which];
-    if (bulk == NULL)
-        return 0;
-    store->bulk[which] = NULL;
-    store->queued[which] = 0;
+    bson_iter_t it;
     uint32_t ok = mongoc_bulk_operation_execute(bulk, &reply, &berr);
     int rc = 0;
-    if (which == B_MESSAGES) {
-        bson_iter_t it;
-        if (bson_iter_init_find(&it, &reply, "nInserted"))
-            res->inserted = bson_iter_as_int64(&it);
-    }
+    if (bson_iter_init_find(&it, &reply, "nInserted"))
+        res->inserted += bson_iter_as_int64(&it);
     if (!ok) {
         char first[160] = "";
         int dups = res->dup_id + res->dup_seq + res->dup_unknown;
         classify(&reply, res, first, sizeof(first));
         dups = res->dup_id + res->dup_seq + res->dup_unknown - dups;
-        rc = chat_error_set(err, dups > 0 ? CHAT_EDUP : CHAT_EMONGO, "%s: %s%s%s", names[which],
+        rc = chat_error_set(err, dups > 0 ? CHAT_EDUP : CHAT_EMONGO, "%s: %s%s%s", what,
                             berr.message, first[0] ? ": " : "", first);
     }
     bson_destroy(&reply);
-    mongoc_bulk_operation_destroy(bulk);
     return rc;
 }
 
 int cs_store_write(cs_store_t *store, cs_store_result_t *res, chat_error_t *err)
 {
+    static const char *const names[B_COUNT] = {"insert events", "change messages",
+                                               "update conversations", "update members"};
     int rc = 0;
     memset(res, 0, sizeof(*res));
     /* In this order: an edit may change a message inserted in this batch,
      * and the denormalised last_seq must never run ahead of the messages. */
-    for (int which = 0; which < B_COUNT && rc == 0; which++)
-        rc = run(store, which, res, err);
+    for (int which = 0; which < B_COUNT && rc == 0; which++) {
+        kind_t *k = &store->kinds[which];
+        for (size_t i = 0; i < k->n && rc == 0; i++)
+            rc = run_bulk(k->bulks[i], names[which], res, err);
+    }
     cs_store_write_abort(store);
     return rc;
 }
@@ -610,9 +646,10 @@ int cs_store_write(cs_store_t *store, cs_store_result_t *res, chat_error_t *err)
 void cs_store_write_abort(cs_store_t *store)
 {
     for (int which = 0; which < B_COUNT; which++) {
-        if (store->bulk[which] != NULL)
-            mongoc_bulk_operation_destroy(store->bulk[which]);
-        store->bulk[which] = NULL;
-        store->queued[which] = 0;
+        kind_t *k = &store->kinds[which];
+        for (size_t i = 0; i < k->n; i++)
+            mongoc_bulk_operation_destroy(k->bulks[i]);
+        k->n = 0;
+        k->in_last = 0;
     }
 }

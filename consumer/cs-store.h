@@ -122,11 +122,14 @@ int cs_store_add_last_seq(cs_store_t *store, const char *conv, int64_t seq, chat
 int cs_store_add_marks(cs_store_t *store, const char *conv, const char *user, int64_t delivered,
                        int64_t read, chat_error_t *err);
 
-/* Executes what was queued, messages first. The message inserts are one
- * ordered bulk: the server stops at the first error, so what a failed or
+/* Executes what was queued, event inserts first. Every kind is sent as
+ * ordered bulks of at most 100 writes, one after the other, stopping at the
+ * first that fails: the server stops at the first error, so what a failed or
  * interrupted write leaves stored is always a prefix of the batch in seq
  * order, and the retry (which finds that prefix by _id and continues from
- * its highest seq) can neither leave a gap nor reorder. Returns 0, CHAT_EDUP
+ * its highest seq) can neither leave a gap nor reorder. (100, because
+ * FerretDB 1.24 honours ordered:true only within 100-document chunks of a
+ * command; see CHUNK in cs-store.c.) Returns 0, CHAT_EDUP
  * when a unique index refused a document (res says which), or CHAT_EMONGO;
  * err says what. Everything queued is discarded either way. */
 int cs_store_write(cs_store_t *store, cs_store_result_t *res, chat_error_t *err);
