@@ -326,7 +326,8 @@ static int64_t last_message(gw_job_t *job, mongoc_collection_t *msgs, const char
     chat_buf_append_str(b, ",\"last_message\":");
     int found = 0;
     while (!found && mongoc_cursor_next(cur, &doc)) {
-        const char *type = str_of(doc, "type");
+        /* Events other than messages carry their frame type in "t". */
+        const char *type = str_of(doc, "t");
         if (type != NULL && strcmp(type, "message") != 0)
             continue;
         found = 1;
@@ -512,7 +513,8 @@ static void history_work(gw_job_t *job)
     int64_t got = 0, last = 0;
     chat_buf_append_str(&job->out, "{\"messages\":[");
     while (got < job->n2 && mongoc_cursor_next(cur, &doc)) {
-        const char *type = str_of(doc, "type");
+        /* Events other than messages carry their frame type in "t". */
+        const char *type = str_of(doc, "t");
         last = int_of(doc, "seq");
         if (type != NULL && strcmp(type, "message") != 0)
             continue;

@@ -182,10 +182,17 @@ static int64_t int_field(const bson_t *doc, const char *key)
     return 0;
 }
 
+/* Rebuilds the frame the consumer routed for a stored event: a message
+ * has no "t"; edits, deletes and membership events name theirs. */
 static void message_frame(chat_buf_t *b, const bson_t *doc)
 {
+    bson_iter_t it;
+    const char *t = "message";
+    if (bson_iter_init_find(&it, doc, "t") && BSON_ITER_HOLDS_UTF8(&it))
+        t = bson_iter_utf8(&it, NULL);
     chat_buf_reset(b);
-    chat_buf_append_str(b, "{\"t\":\"message\"");
+    chat_buf_append_str(b, "{\"t\":");
+    chat_buf_append_json_str(b, t, strlen(t));
     str_field(b, ",\"id\":", doc, "_id");
     str_field(b, ",\"conv\":", doc, "conv");
     chat_buf_printf(b, ",\"seq\":%lld", (long long)int_field(doc, "seq"));
@@ -193,6 +200,14 @@ static void message_frame(chat_buf_t *b, const bson_t *doc)
     str_field(b, ",\"dev\":", doc, "dev");
     str_field(b, ",\"cid\":", doc, "cid");
     chat_buf_printf(b, ",\"ts\":%lld", (long long)int_field(doc, "ts"));
+    if (bson_iter_init_find(&it, doc, "target") && BSON_ITER_HOLDS_NUMBER(&it))
+        chat_buf_printf(b, ",\"target\":%lld", (long long)bson_iter_as_int64(&it));
+    str_field(b, ",\"action\":", doc, "action");
+    str_field(b, ",\"user\":", doc, "user");
+    if (int_field(doc, "edited_ts"))
+        chat_buf_printf(b, ",\"edited_ts\":%lld", (long long)int_field(doc, "edited_ts"));
+    if (bson_iter_init_find(&it, doc, "deleted") && bson_iter_as_bool(&it))
+        chat_buf_append_str(b, ",\"deleted\":true");
     str_field(b, ",\"body\":", doc, "body");
     chat_buf_append(b, "}", 1);
 }
