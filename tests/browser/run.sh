@@ -31,6 +31,12 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   exit 2
 fi
 
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  echo "run.sh: node 20 or newer is needed (playwright-core and node --test); this is $(node --version)" >&2
+  exit 2
+fi
+
 # Never let Playwright fetch a browser of its own.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 
