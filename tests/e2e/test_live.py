@@ -78,3 +78,23 @@ def test_live_message_and_receipts(live, name):
             assert len(stale) == 1, f"a stale read must send no receipt: {stale}"
 
     run(scenario())
+
+
+def test_live_in_a_conversation_made_after_connecting(live, name):
+    """Connections that were up (and synced) before a conversation existed
+    still get its messages live: the sender's own connection included, as
+    protocol.md says of `sent`. (Here A's HTTP request to the gateway that
+    holds A's socket must not unhook that socket from A's live routing.)"""
+    a, b = name("alice"), name("bob")
+
+    async def scenario():
+        async with Clients(live) as c:
+            sa = await c.connect(a, "gw1")
+            sb = await c.connect(b, "gw2")
+            conv = live.create_conversation(a, [b], gid="gw1")["id"]
+            sent = await sa.send_message(conv, "new conversation", "n-1")
+            for s in (sb, sa):
+                f = await s.wait_for(lambda f: f.get("t") == "message" and f.get("id") == sent["id"], what=f"the message at {s.label}")
+                assert f["seq"] == 1 and f["conv"] == conv
+
+    run(scenario())
