@@ -37,6 +37,8 @@ const RUN = randomBytes(3).toString('hex'); // unique usernames per run
 if (!BASE) throw new Error('set CHAT_WEB_URL to the gateway base URL, e.g. http://127.0.0.1:18081');
 if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM} (apt-get install -y chromium)`);
 
+// chromium.launch() starts the browser on a fresh temporary user-data-dir
+// (Playwright makes one per launch and removes it on close).
 const ARGS = [
   '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
