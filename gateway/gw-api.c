@@ -16,6 +16,8 @@
 #include "chat-mongo.h"
 #include "gw-api.h"
 
+#define UNREAD_CAP 1000
+
 /* ---- small helpers --------------------------------------------------------- */
 
 static int username_valid(const char *s, size_t len)
@@ -411,7 +413,16 @@ static void list_work(gw_job_t *job)
                     chat_buf_append_json_str(b, u, l);
                 }
             }
-            int64_t unread = last_seq - r->read_seq;
+            /* Unread: other people's messages past my read mark (edits,
+             * deletes, membership events and my own sends do not count),
+             * counted up to a cap so a long absence costs a bounded scan. */
+            bson_t *uf = BCON_NEW(
+                "conv", BCON_UTF8(r->id), "seq", "{", "$gt", BCON_INT64(r->read_seq), "}", "from",
+                "{", "$ne", BCON_UTF8(job->user), "}", "t", "{", "$exists", BCON_BOOL(false), "}");
+            bson_t *uo = BCON_NEW("limit", BCON_INT64(UNREAD_CAP));
+            int64_t unread = mongoc_collection_count_documents(msgs, uf, uo, NULL, NULL, &berr);
+            bson_destroy(uf);
+            bson_destroy(uo);
             chat_buf_printf(b, "],\"last_seq\":%lld,\"read_seq\":%lld,\"unread\":%lld",
                             (long long)last_seq, (long long)r->read_seq,
                             (long long)(unread > 0 ? unread : 0));

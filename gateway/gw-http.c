@@ -83,11 +83,13 @@ void gw_http_free(gw_http_t *http)
 static void respond_typed(gw_conn_t *conn, int status, const char *ctype, const char *body,
                           size_t len)
 {
-    char head[256];
+    char head[512];
     int keep = conn->http != NULL && !conn->http_close;
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Cache-Control: no-store\r\nConnection: %s\r\n\r\n",
+                     "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                     "X-Frame-Options: DENY\r\n"
+                     "Content-Security-Policy: frame-ancestors 'none'\r\nConnection: %s\r\n\r\n",
                      status, status_text(status), ctype, len, keep ? "keep-alive" : "close");
     conn->gw->metrics.http_requests++;
     if (gw_conn_send_raw(conn, head, (size_t)n) != 0 || gw_conn_send_raw(conn, body, len) != 0)
