@@ -190,7 +190,7 @@ RAN_PYTEST=1
 # The programs under test ran with ASan/UBSan: a report in their logs is a bug
 # even when every test passed (leaks show only at exit).
 SAN_LOGS=$(grep -l -E 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' \
-  "$LOGS"/*.log 2>/dev/null | grep -v -E '/(pytest|build|meson-test|format)\.log$' || true)
+  "$LOGS"/*.log 2>/dev/null | grep -v -E '/(pytest|build|meson-test|format|browser)\.log$' || true)
 if [ -n "$SAN_LOGS" ]; then
   echo "sanitizer reports in: $SAN_LOGS"
   record "e2e: sanitizer reports in service logs" fail "$(echo "$SAN_LOGS" | sed "s|$REPO/||" | tr '\n' ' ')"

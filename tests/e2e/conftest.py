@@ -229,11 +229,17 @@ class Stack:
             proc.start()
 
     def check_alive(self):
+        """Fails if a program died; restarts it first, so that one crash
+        fails the test that caused it rather than every test after it."""
         dead = [p for p in list(self.gateways.values()) + list(self.consumers.values()) if not p.alive()]
-        if dead:
-            raise AssertionError(
-                "\n".join(f"{p.name} died (code {p.popen.returncode}), log {p.log}:\n{p.tail()}" for p in dead)
-            )
+        if not dead:
+            return
+        report = "\n".join(f"{p.name} died (code {p.popen.returncode}), log {p.log}:\n{p.tail()}" for p in dead)
+        for p in dead:
+            p.start()
+            if p.name in self.gateways:
+                self.wait_healthy(p.name)
+        raise AssertionError(report)
 
     # --- addresses and credentials
 
@@ -317,7 +323,8 @@ def stack():
 
 @pytest.fixture
 def live(stack):
-    """The stack, checked alive before and after the test."""
+    """The stack, checked alive before and after the test (a program found
+    dead is restarted and fails the test)."""
     stack.check_alive()
     yield stack
     stack.check_alive()
