@@ -76,12 +76,12 @@ int cs_load_convs(cs_pipeline_t *p, chat_error_t *err)
             cs_conv_t *conv = cs_state_conv_get(p->state, p->keys[k]);
             if (conv == NULL)
                 continue;
-            if (p->careful)
+            if (p->thorough)
                 rc = cs_store_last_seq(p->store, conv->id, &conv->last_seq, err);
             if (rc == 0)
                 CHAT_DEBUG("conv %s (partition %d): loaded, %zu members, last seq %lld%s",
                            conv->id, (int)conv->partition, conv->n_members,
-                           (long long)conv->last_seq, p->careful ? " (from messages)" : "");
+                           (long long)conv->last_seq, p->thorough ? " (from messages)" : "");
         }
         if (rc != 0)
             return rc;
@@ -101,12 +101,22 @@ static int has_seq(const cs_item_t *item)
     return item->ev.type != CHAT_EV_DELIVERED && item->ev.type != CHAT_EV_READ;
 }
 
+/* A stored event's seq also raises its conversation's last_seq: seqs above
+ * the denormalised last_seq were written by a batch that was never
+ * committed, whose stored part is a prefix of its partition from the
+ * committed offset on. So when this batch gives a conversation a new seq,
+ * every such stored event of it precedes that event here, and this query
+ * finds them all: max(last_seq, their seqs) is then max(seq) without
+ * scanning the messages (which FerretDB cannot do by index). */
 static void seq_found_cb(const char *id, int64_t seq, void *data)
 {
     cs_pipeline_t *p = data;
     cs_item_t *item = cs_map_get(p->ids, id);
-    if (item != NULL)
-        item->stored_seq = seq;
+    if (item == NULL)
+        return;
+    item->stored_seq = seq;
+    if (item->conv != NULL && seq > item->conv->last_seq)
+        item->conv->last_seq = seq;
 }
 
 int cs_load_messages(cs_pipeline_t *p, chat_error_t *err)

@@ -7,15 +7,16 @@
 #include "cs-pipeline-private.h"
 
 /* Loads the conversations the cache lacks, with their last seq: max(seq) of
- * the messages in careful mode, the denormalised conversations.last_seq in
- * the fast mode (which may lag after a crash; the unique {conv, seq} index
- * then refuses the first reused seq and the batch is run carefully). An
+ * the messages in thorough mode, else the denormalised
+ * conversations.last_seq (which lags after a crash between the two writes;
+ * careful mode corrects it from the stored ids, see cs_load_messages). An
  * event of an unknown conversation becomes a dead letter; the others get
  * item->conv. Membership is checked later, in order, by the apply pass. */
 int cs_load_convs(cs_pipeline_t *p, chat_error_t *err);
 
 /* Links repeats within the batch to their first copy (item->first) and, in
- * careful mode, finds which event ids are stored (item->stored_seq). */
+ * careful mode, finds which event ids are stored (item->stored_seq) and
+ * raises each conversation's last_seq to the stored seqs found. */
 int cs_load_messages(cs_pipeline_t *p, chat_error_t *err);
 
 /* Loads the watermarks of each receipt's sender into the cache (absent

@@ -40,10 +40,10 @@ struct cs_pipeline_s {
     cs_route_t *route;
     cs_dlq_t *dlq;
     uint64_t batch; /* batch number, for the marks in cs_conv_t */
-    /* Careful mode reads which event ids are stored and takes last_seq from
-     * max(seq) of the messages; the fast mode trusts the unique indexes to
-     * refuse a duplicate and then runs the batch again carefully. */
+    /* The modes of cs-pipeline.h: careful reads which event ids are stored;
+     * thorough also takes last_seq from max(seq) of the messages. */
     int careful;
+    int thorough;
     int need_careful; /* the fast mode met something only careful mode decides */
     int routing;      /* presence was read: deliveries are gathered */
 

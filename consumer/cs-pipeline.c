@@ -220,8 +220,7 @@ enum { SEQ_NEW, SEQ_STORED, SEQ_REPEAT };
 
 /* Gives item its seq: the first copy's for a repeat within the batch, the
  * stored one for an event already stored, else the next of its
- * conversation (and queues the insert). Returns SEQ_*, CHAT_EAGAIN when the
- * store knows a seq beyond ours (the cache is stale), or what queuing the
+ * conversation (and queues the insert). Returns SEQ_* or what queuing the
  * insert returns. */
 static int assign_seq(cs_pipeline_t *p, cs_item_t *item, chat_error_t *err)
 {
@@ -236,10 +235,6 @@ static int assign_seq(cs_pipeline_t *p, cs_item_t *item, chat_error_t *err)
      * update leaves last_seq behind, and the replay must repair it. */
     dirty_conv(p, conv);
     if (item->stored_seq > 0) {
-        if (item->stored_seq > conv->last_seq)
-            return chat_error_set(err, CHAT_EAGAIN,
-                                  "conv %s: stored seq %lld is beyond our last seq %lld", conv->id,
-                                  (long long)item->stored_seq, (long long)conv->last_seq);
         item->seq = item->stored_seq;
         p->stats.duplicates++;
         CHAT_DEBUG("partition %d conv %s: event %s already stored as seq %lld",
@@ -524,7 +519,7 @@ static int fail(cs_pipeline_t *p, const char *what, const chat_error_t *err)
     return CHAT_EAGAIN;
 }
 
-/* Asks for the batch to be run again in careful mode. */
+/* Asks for the batch to be run again in the next mode. */
 static int rerun(cs_pipeline_t *p, const char *why)
 {
     char parts[128];
@@ -536,9 +531,12 @@ static int rerun(cs_pipeline_t *p, const char *why)
     return CHAT_EDUP;
 }
 
-/* One attempt at the batch. Returns 0, CHAT_EAGAIN (failed; read it again
- * later) or CHAT_EDUP (fast mode only: run it again carefully now). */
-static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, int careful)
+enum { MODE_FAST, MODE_CAREFUL, MODE_THOROUGH };
+
+/* One attempt at the batch in a mode of cs-pipeline.h. Returns 0,
+ * CHAT_EAGAIN (failed; read it again later) or CHAT_EDUP (run it again now
+ * in the next mode). */
+static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, int mode)
 {
     chat_error_t err = {0, ""};
     cs_store_result_t res;
@@ -546,7 +544,8 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
     int rc;
 
     p->batch++;
-    p->careful = careful;
+    p->careful = mode >= MODE_CAREFUL;
+    p->thorough = mode == MODE_THOROUGH;
     p->need_careful = 0;
     if (cs_state_size(p->state) > CACHE_MAX) {
         CHAT_INFO("cache: %zu entries, dropping them all", cs_state_size(p->state));
@@ -565,7 +564,7 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
         return fail(p, "store read failed", &err);
     route_prepare(p);
     if ((rc = apply_all(p, &err)) != 0)
-        return fail(p, rc == CHAT_EAGAIN ? "cache is stale" : "cannot queue a write", &err);
+        return fail(p, "cannot queue a write", &err);
     if (p->need_careful)
         return rerun(p, "a check failed that a stored event would pass");
 
@@ -573,7 +572,7 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
         route_publish(p);
     if ((rc = cs_store_write(p->store, &res, &err)) != 0) {
         p->stats.messages += (uint64_t)res.inserted;
-        if (rc == CHAT_EDUP && !careful)
+        if (rc == CHAT_EDUP && mode != MODE_THOROUGH)
             return rerun(p, err.message);
         if (rc == CHAT_EDUP)
             CHAT_WARN("store: duplicate key (on _id %d, on {conv,seq} %d, unnamed %d): another "
@@ -605,9 +604,10 @@ int cs_pipeline_run(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n)
         n = p->cap;
     p->stats.events += n;
     /* Routing before the write publishes seqs that must not change, so it
-     * needs careful mode from the start. */
-    int rc = attempt(p, msgs, n, p->cfg->route_first);
-    if (rc == CHAT_EDUP)
-        rc = attempt(p, msgs, n, 1);
+     * starts in the mode whose seqs the store can only confirm. */
+    int mode = p->cfg->route_first ? MODE_THOROUGH : MODE_FAST;
+    int rc;
+    while ((rc = attempt(p, msgs, n, mode)) == CHAT_EDUP && mode < MODE_THOROUGH)
+        mode++;
     return rc == 0 ? 0 : CHAT_EAGAIN;
 }

@@ -16,15 +16,17 @@
  *  5. write everything (cs-store), send the dead letters, publish one
  *     message per gateway, and wait for the dead letters' acknowledgements.
  *
- * Fast and careful mode. Careful mode asks the store which event ids exist
- * and takes each conversation's last seq from max(seq) of its messages: two
- * queries that FerretDB answers by scanning the whole collection. The fast
- * mode, tried first, skips both: last_seq comes from the conversation
- * document, and a duplicate (a replay after a crash, a client's resend)
- * shows up as a duplicate-key error of the ordered insert, which leaves a
- * prefix stored; the same batch is then run again at once in careful mode,
- * which finds that prefix and every older copy by id. Correctness rests on
- * the unique indexes either way, never on the pre-query.
+ * Modes. A batch first runs fast: no reads of the messages at all,
+ * last_seq from the conversation document (or the cache). A duplicate (a
+ * replay after a crash, a client's resend) then shows up as a duplicate-key
+ * error of the ordered insert, which leaves a prefix stored, and the same
+ * batch runs again at once in careful mode, which asks which event ids are
+ * stored (they keep their seq) and raises last_seq to what it finds (see
+ * cs_load_messages for why that is max(seq)). Should that conflict too, a
+ * thorough run also reads max(seq) of each conversation's messages. The
+ * escalation matters on FerretDB, which answers both reads by scanning the
+ * whole collection; MongoDB serves them from indexes. Correctness rests on
+ * the unique indexes in every mode, never on the reads.
  *
  * If a read or write fails, nothing is committed: cs_pipeline_run returns
  * CHAT_EAGAIN after dropping all cached state, and the caller rewinds the
