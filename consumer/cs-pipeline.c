@@ -543,6 +543,7 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
     size_t dead = 0;
     int rc;
 
+    uint64_t started = chat_now_ms(), write_ms;
     p->batch++;
     p->careful = mode >= MODE_CAREFUL;
     p->thorough = mode == MODE_THOROUGH;
@@ -570,7 +571,10 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
 
     if (p->cfg->route_first)
         route_publish(p);
-    if ((rc = cs_store_write(p->store, &res, &err)) != 0) {
+    write_ms = chat_now_ms();
+    rc = cs_store_write(p->store, &res, &err);
+    write_ms = chat_now_ms() - write_ms;
+    if (rc != 0) {
         p->stats.messages += (uint64_t)res.inserted;
         if (rc == CHAT_EDUP && mode != MODE_THOROUGH)
             return rerun(p, err.message);
@@ -594,6 +598,18 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
     }
     p->stats.dlq += dead;
     p->stats.batches++;
+    if (chat_log_level >= CHAT_LOG_DEBUG) {
+        uint64_t now = chat_now_ms();
+        int64_t oldest = 0;
+        for (size_t i = 0; i < p->n; i++) {
+            if (p->items[i].ev.ts > 0 && (oldest == 0 || p->items[i].ev.ts < oldest))
+                oldest = p->items[i].ev.ts;
+        }
+        CHAT_DEBUG("batch %llu: %zu events applied in %llu ms (store write %llu ms); oldest event "
+                   "%lld ms old",
+                   (unsigned long long)p->batch, p->n, (unsigned long long)(now - started),
+                   (unsigned long long)write_ms, oldest > 0 ? (long long)now - oldest : 0LL);
+    }
     clear_items(p);
     return 0;
 }
