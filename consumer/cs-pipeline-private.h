@@ -66,6 +66,7 @@ struct cs_pipeline_s {
 
     chat_buf_t frames; /* every frame of the batch, back to back */
     cs_stats_t stats;
+    cs_stats_t pending; /* this attempt's counts, added to stats if it is applied */
 };
 
 /* Marks item as a dead letter with a formatted reason. */

@@ -228,7 +228,7 @@ static int assign_seq(cs_pipeline_t *p, cs_item_t *item, chat_error_t *err)
     int rc;
     if (item->first != NULL) {
         item->seq = item->first->seq;
-        p->stats.duplicates++;
+        p->pending.duplicates++;
         return SEQ_REPEAT;
     }
     /* Written for repeats too: a crash between the event insert and this
@@ -236,7 +236,7 @@ static int assign_seq(cs_pipeline_t *p, cs_item_t *item, chat_error_t *err)
     dirty_conv(p, conv);
     if (item->stored_seq > 0) {
         item->seq = item->stored_seq;
-        p->stats.duplicates++;
+        p->pending.duplicates++;
         CHAT_DEBUG("partition %d conv %s: event %s already stored as seq %lld",
                    (int)item->rkm->partition, conv->id, item->ev.id, (long long)item->seq);
         return SEQ_STORED;
@@ -374,13 +374,13 @@ static int apply_sequenced(cs_pipeline_t *p, cs_item_t *item, chat_error_t *err)
             t = cs_load_find_target(p, item->ev.conv, item->ev.target);
         if (t != NULL && item->ev.type == CHAT_EV_DELETE)
             t->deleted = 1;
-        p->stats.changes++;
+        p->pending.changes++;
         frame_done(p, item, off, cs_frame_change(&p->frames, &item->ev, item->seq));
         break;
     case CHAT_EV_MEMBER_ADD:
         if ((rc = apply_membership(p, item, err)) != 0)
             return rc;
-        p->stats.changes++;
+        p->pending.changes++;
         frame_done(p, item, off, cs_frame_member(&p->frames, &item->ev, item->seq));
         break;
     default:
@@ -390,7 +390,7 @@ static int apply_sequenced(cs_pipeline_t *p, cs_item_t *item, chat_error_t *err)
                  : cs_frame_conv_deleted(&p->frames, &item->ev, item->seq);
         frame_done(p, item, off, rc);
         deliver(p, item);
-        p->stats.changes++;
+        p->pending.changes++;
         return apply_membership(p, item, err);
     }
     deliver(p, item);
@@ -406,7 +406,7 @@ static void apply_receipt(cs_pipeline_t *p, cs_item_t *item)
         upto = item->conv->last_seq;
     cur = item->ev.type == CHAT_EV_READ ? &mark->read : &mark->delivered;
     if (upto <= *cur) {
-        p->stats.stale++;
+        p->pending.stale++;
         return;
     }
     *cur = upto;
@@ -414,7 +414,7 @@ static void apply_receipt(cs_pipeline_t *p, cs_item_t *item)
         mark->batch = p->batch;
         p->dirty_marks[p->n_dirty_marks++] = mark;
     }
-    p->stats.receipts++;
+    p->pending.receipts++;
     size_t off = p->frames.len;
     frame_done(p, item, off,
                cs_frame_receipt(&p->frames, item->ev.conv, item->ev.from, item->ev.type, upto));
@@ -545,6 +545,7 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
 
     uint64_t started = chat_now_ms(), write_ms;
     p->batch++;
+    memset(&p->pending, 0, sizeof(p->pending));
     p->careful = mode >= MODE_CAREFUL;
     p->thorough = mode == MODE_THOROUGH;
     p->need_careful = 0;
@@ -575,7 +576,6 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
     rc = cs_store_write(p->store, &res, &err);
     write_ms = chat_now_ms() - write_ms;
     if (rc != 0) {
-        p->stats.messages += (uint64_t)res.inserted;
         if (rc == CHAT_EDUP && mode != MODE_THOROUGH)
             return rerun(p, err.message);
         if (rc == CHAT_EDUP)
@@ -596,7 +596,13 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
         chat_error_set(&err, CHAT_EKAFKA, "dead letters not acknowledged");
         return fail(p, "dead-letter produce failed", &err);
     }
+    /* Only what the applied attempt did counts: a prefix that a failed
+     * attempt stored shows up as duplicates of the attempt that succeeds. */
     p->stats.dlq += dead;
+    p->stats.duplicates += p->pending.duplicates;
+    p->stats.receipts += p->pending.receipts;
+    p->stats.stale += p->pending.stale;
+    p->stats.changes += p->pending.changes;
     p->stats.batches++;
     if (chat_log_level >= CHAT_LOG_DEBUG) {
         uint64_t now = chat_now_ms();

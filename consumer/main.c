@@ -82,6 +82,20 @@ static void log_stats(const cs_stats_t *s, const cs_state_t *state)
               (unsigned long long)s->route_errors, cs_state_size(state));
 }
 
+/* The driver logs through ours, at our levels: its own handler prints
+ * debug lines (a heartbeat failure every half second while the store is
+ * down) whatever log_level says. */
+static void mongoc_log_cb(mongoc_log_level_t level, const char *domain, const char *message,
+                          void *data)
+{
+    (void)data;
+    int ours = level <= MONGOC_LOG_LEVEL_CRITICAL  ? CHAT_LOG_ERROR
+               : level == MONGOC_LOG_LEVEL_WARNING ? CHAT_LOG_WARN
+               : level <= MONGOC_LOG_LEVEL_INFO    ? CHAT_LOG_INFO
+                                                   : CHAT_LOG_DEBUG;
+    CHAT_LOG(ours, "mongoc %s: %s", domain, message);
+}
+
 /* Waits for the store and creates its indexes; the store may start after
  * us. Returns 0, or CHAT_ECLOSED when asked to stop first. */
 static int prepare_store(cs_store_t *store)
@@ -161,6 +175,7 @@ int main(int argc, char **argv)
         return 2;
     }
     chat_log_init("chat-consumer", chat_log_level_parse(cfg.log_level));
+    mongoc_log_set_handler(mongoc_log_cb, NULL);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
