@@ -8,8 +8,8 @@
 #include "chat-log.h"
 
 #define E_INT(f, d, lo, hi, h) CHAT_CONF_INT_ENTRY(cs_config_t, f, d, lo, hi, h)
-#define E_STR(f, d, h) CHAT_CONF_STR_ENTRY(cs_config_t, f, d, h)
-#define E_BOOL(f, d, h) CHAT_CONF_BOOL_ENTRY(cs_config_t, f, d, h)
+#define E_STR(f, d, h)         CHAT_CONF_STR_ENTRY(cs_config_t, f, d, h)
+#define E_BOOL(f, d, h)        CHAT_CONF_BOOL_ENTRY(cs_config_t, f, d, h)
 
 static const chat_conf_entry_t table[] = {
     E_STR(kafka_brokers, "127.0.0.1:19092", "Kafka bootstrap servers"),

@@ -54,8 +54,7 @@ void cs_dlq_destroy(cs_dlq_t *dlq)
     if (dlq == NULL)
         return;
     if (dlq->rk != NULL && rd_kafka_flush(dlq->rk, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        CHAT_WARN("dlq %s: %d copies still unsent at exit", dlq->topic,
-                  rd_kafka_outq_len(dlq->rk));
+        CHAT_WARN("dlq %s: %d copies still unsent at exit", dlq->topic, rd_kafka_outq_len(dlq->rk));
     if (dlq->rkt != NULL)
         rd_kafka_topic_destroy(dlq->rkt);
     if (dlq->rk != NULL)
@@ -78,8 +77,7 @@ int cs_dlq_send(cs_dlq_t *dlq, const rd_kafka_message_t *rkm, const char *reason
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             return 0;
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            CHAT_ERROR("dlq %s: produce of %s failed: %s", dlq->topic, source,
-                       rd_kafka_err2str(e));
+            CHAT_ERROR("dlq %s: produce of %s failed: %s", dlq->topic, source, rd_kafka_err2str(e));
             return CHAT_EKAFKA;
         }
         rd_kafka_poll(dlq->rk, 10);

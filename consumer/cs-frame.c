@@ -42,15 +42,15 @@ int cs_frame_message(chat_buf_t *out, const chat_event_t *ev, int64_t seq)
     return rc;
 }
 
-int cs_frame_receipt(chat_buf_t *out, const char *conv, const char *user,
-                     chat_event_type_t kind, int64_t upto)
+int cs_frame_receipt(chat_buf_t *out, const char *conv, const char *user, chat_event_type_t kind,
+                     int64_t upto)
 {
     int rc = chat_buf_append_str(out, "{\"t\":\"receipt\"");
     rc = rc ? rc : put_str(out, ",\"conv\":", conv, strlen(conv));
     rc = rc ? rc : put_str(out, ",\"user\":", user, strlen(user));
     rc = rc ? rc
             : chat_buf_append_str(out, kind == CHAT_EV_READ ? ",\"kind\":\"read\""
-                                                             : ",\"kind\":\"delivered\"");
+                                                            : ",\"kind\":\"delivered\"");
     rc = rc ? rc : put_i64(out, ",\"upto\":", upto);
     rc = rc ? rc : chat_buf_append(out, "}", 1);
     return rc;

@@ -15,8 +15,8 @@
 int cs_frame_message(chat_buf_t *out, const chat_event_t *ev, int64_t seq);
 
 /* {"t":"receipt","conv","user","kind":"delivered"|"read","upto"} */
-int cs_frame_receipt(chat_buf_t *out, const char *conv, const char *user,
-                     chat_event_type_t kind, int64_t upto);
+int cs_frame_receipt(chat_buf_t *out, const char *conv, const char *user, chat_event_type_t kind,
+                     int64_t upto);
 
 /* {"t":"edit","id","conv","seq","from","dev","cid","ts","target","body"} or
  * {"t":"delete",... without body}: the event seq changed message target;

@@ -51,8 +51,8 @@ static void conv_loaded_cb(const cs_store_conv_t *sc, void *data)
     cs_conv_t *conv;
     if (item == NULL)
         return;
-    if (cs_state_conv_put(p->state, sc->id, item->rkm->partition, sc->group, sc->owner,
-                          sc->deleted, sc->members, sc->n_members, sc->last_seq, &conv) != 0)
+    if (cs_state_conv_put(p->state, sc->id, item->rkm->partition, sc->group, sc->owner, sc->deleted,
+                          sc->members, sc->n_members, sc->last_seq, &conv) != 0)
         ctx->rc = CHAT_ENOMEM;
 }
 
@@ -79,9 +79,9 @@ int cs_load_convs(cs_pipeline_t *p, chat_error_t *err)
             if (p->thorough)
                 rc = cs_store_last_seq(p->store, conv->id, &conv->last_seq, err);
             if (rc == 0)
-                CHAT_DEBUG("conv %s (partition %d): loaded, %zu members, last seq %lld%s",
-                           conv->id, (int)conv->partition, conv->n_members,
-                           (long long)conv->last_seq, p->thorough ? " (from messages)" : "");
+                CHAT_DEBUG("conv %s (partition %d): loaded, %zu members, last seq %lld%s", conv->id,
+                           (int)conv->partition, conv->n_members, (long long)conv->last_seq,
+                           p->thorough ? " (from messages)" : "");
         }
         if (rc != 0)
             return rc;
@@ -205,8 +205,8 @@ cs_target_t *cs_load_find_target(cs_pipeline_t *p, const char *conv, int64_t seq
     return cs_map_get(p->target_map, key);
 }
 
-cs_target_t *cs_load_add_target(cs_pipeline_t *p, const char *conv, int64_t seq,
-                                const char *from, int is_message, int deleted)
+cs_target_t *cs_load_add_target(cs_pipeline_t *p, const char *conv, int64_t seq, const char *from,
+                                int is_message, int deleted)
 {
     if (p->n_targets == 2 * p->cap)
         return NULL;

@@ -28,8 +28,8 @@ int cs_load_targets(cs_pipeline_t *p, chat_error_t *err);
 
 /* Records a target (conv, seq) sent by from; it overwrites nothing. Returns
  * the entry or NULL when the table is full. */
-cs_target_t *cs_load_add_target(cs_pipeline_t *p, const char *conv, int64_t seq,
-                                const char *from, int is_message, int deleted);
+cs_target_t *cs_load_add_target(cs_pipeline_t *p, const char *conv, int64_t seq, const char *from,
+                                int is_message, int deleted);
 
 /* Returns the target (conv, seq), or NULL. */
 cs_target_t *cs_load_find_target(cs_pipeline_t *p, const char *conv, int64_t seq);

@@ -12,7 +12,7 @@
 typedef struct cs_item_s {
     rd_kafka_message_t *rkm;
     chat_event_t ev;
-    int dlq;       /* 1: to the dead-letter topic, reason in why */
+    int dlq; /* 1: to the dead-letter topic, reason in why */
     char why[160];
     cs_conv_t *conv; /* set by cs_load_convs when the conversation exists */
     cs_mark_t *mark; /* receipts: the sender's watermarks, set by cs_load_marks */
@@ -49,8 +49,8 @@ struct cs_pipeline_s {
 
     cs_item_t *items;
     size_t n, cap;
-    cs_map_t *ids;  /* message event id -> its first item */
-    cs_map_t *want; /* a load step's scratch index */
+    cs_map_t *ids;     /* message event id -> its first item */
+    cs_map_t *want;    /* a load step's scratch index */
     const char **keys; /* a query's arguments, cap entries */
     int64_t *seqs;
     size_t nkeys;

@@ -13,8 +13,8 @@
 /* Above this many cached conversations and members the cache is dropped at
  * a batch boundary and refilled lazily: a crude bound on memory that costs
  * one reload per active conversation, and is always safe (cs-state.h). */
-#define CACHE_MAX 500000
-#define FRAMES_MAX (512u << 20)
+#define CACHE_MAX    500000
+#define FRAMES_MAX   (512u << 20)
 #define DLQ_FLUSH_MS 10000
 
 void cs_item_reject(cs_item_t *item, const char *fmt, ...)
@@ -92,8 +92,8 @@ static void decode_all(cs_pipeline_t *p)
             cs_item_reject(item, "empty value");
             continue;
         }
-        if (chat_event_decode(rkm->payload, rkm->len, (size_t)p->cfg->body_max, &item->ev,
-                              &err) != 0) {
+        if (chat_event_decode(rkm->payload, rkm->len, (size_t)p->cfg->body_max, &item->ev, &err) !=
+            0) {
             cs_item_reject(item, "undecodable: %s", err.message);
             continue;
         }

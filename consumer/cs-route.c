@@ -10,12 +10,12 @@
 #include "chat-redis.h"
 #include "cs-map.h"
 
-#define USER_GW_MAX 32         /* distinct gateways one user is seen on */
+#define USER_GW_MAX     32 /* distinct gateways one user is seen on */
 #define USERS_PER_CHUNK 256
-#define PAYLOAD_MAX (64u << 20) /* far above a batch; a runaway guard */
-#define TIMEOUT_MS 1000
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#define PAYLOAD_MAX     (64u << 20) /* far above a batch; a runaway guard */
+#define TIMEOUT_MS      1000
+#define BACKOFF_MIN_MS  100
+#define BACKOFF_MAX_MS  5000
 
 typedef struct user_s {
     char name[CHAT_NAME_MAX + 1];
@@ -134,8 +134,8 @@ static int ensure_connected(cs_route_t *route)
         if (!route->down_logged)
             CHAT_WARN("%s; retrying with backoff", err.message);
         route->down_logged = 1;
-        route->backoff_ms = route->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-                                                                   : route->backoff_ms * 2;
+        route->backoff_ms =
+            route->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : route->backoff_ms * 2;
         route->next_try_ms = now + route->backoff_ms;
         return CHAT_EREDIS;
     }
@@ -219,8 +219,8 @@ int cs_route_lookup(cs_route_t *route)
     return 0;
 }
 
-int cs_route_deliver(cs_route_t *route, const char *user, const char *exclude,
-                     const char *frame, size_t len)
+int cs_route_deliver(cs_route_t *route, const char *user, const char *exclude, const char *frame,
+                     size_t len)
 {
     user_t *u = cs_map_get(route->users, user);
     if (u == NULL)

@@ -43,8 +43,8 @@ int cs_route_lookup(cs_route_t *route);
  * is online, asking the gateway to skip connection exclude (NULL or "": none).
  * A user that was not named or is offline costs nothing. Returns 0,
  * CHAT_ETOOBIG or CHAT_ENOMEM. */
-int cs_route_deliver(cs_route_t *route, const char *user, const char *exclude,
-                     const char *frame, size_t len);
+int cs_route_deliver(cs_route_t *route, const char *user, const char *exclude, const char *frame,
+                     size_t len);
 
 /* Publishes each gateway's payload once. Sets *gateways to how many were
  * published. Returns 0 or CHAT_EREDIS. */

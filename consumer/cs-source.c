@@ -84,8 +84,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     }
 
     if (gained) {
-        CHAT_INFO("kafka: assigned %s partitions [%s]", cooperative ? "incremental" : "all",
-                  desc);
+        CHAT_INFO("kafka: assigned %s partitions [%s]", cooperative ? "incremental" : "all", desc);
         src->change_cb(src->parts, np, 1, src->data);
         rd_kafka_error_t *error = NULL;
         rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -137,8 +136,9 @@ cs_source_t *cs_source_new(const char *brokers, const char *group, const char *t
      * times out; librdkafka's 45 s default would stall those conversations
      * that long. 10 s (heartbeats every 3 s) still rides out a GC pause of
      * the broker or a slow store call. */
-    const char *const extra[] = {"client.id", client_id, "session.timeout.ms", "10000",
-                                 "heartbeat.interval.ms", "3000", NULL};
+    const char *const extra[] = {
+        "client.id", client_id, "session.timeout.ms", "10000", "heartbeat.interval.ms",
+        "3000",      NULL};
     src->rk = chat_kafka_consumer_new_with_rebalance(brokers, group, extra, rebalance_cb, src, err);
     if (src->rk == NULL) {
         free(src);
@@ -149,8 +149,7 @@ cs_source_t *cs_source_new(const char *brokers, const char *group, const char *t
     rd_kafka_resp_err_t e = rd_kafka_subscribe(src->rk, subs);
     rd_kafka_topic_partition_list_destroy(subs);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        chat_error_set(err, CHAT_EKAFKA, "kafka: subscribe to %s: %s", topic,
-                       rd_kafka_err2str(e));
+        chat_error_set(err, CHAT_EKAFKA, "kafka: subscribe to %s: %s", topic, rd_kafka_err2str(e));
         rd_kafka_destroy(src->rk);
         free(src);
         return NULL;
@@ -276,11 +275,11 @@ int cs_source_rewind(cs_source_t *src, rd_kafka_message_t *const *msgs, size_t n
         /* A partition revoked since the batch was read cannot be seeked, and
          * need not be: its new owner starts from the committed offset. One we
          * still own must be, or a later commit would skip the batch. */
-        int still_ours = owned == NULL ||
-                         rd_kafka_topic_partition_list_find(owned, src->topic, tp->partition);
-        CHAT_LOG(still_ours ? CHAT_LOG_ERROR : CHAT_LOG_INFO, "kafka %s/%d: seek to %lld failed: %s",
-                 src->topic, (int)tp->partition, (long long)tp->offset,
-                 rd_kafka_err2str(tp->err));
+        int still_ours =
+            owned == NULL || rd_kafka_topic_partition_list_find(owned, src->topic, tp->partition);
+        CHAT_LOG(still_ours ? CHAT_LOG_ERROR : CHAT_LOG_INFO,
+                 "kafka %s/%d: seek to %lld failed: %s", src->topic, (int)tp->partition,
+                 (long long)tp->offset, rd_kafka_err2str(tp->err));
         if (still_ours)
             rc = CHAT_EKAFKA;
     }

@@ -32,7 +32,7 @@ struct cs_store_s {
     mongoc_collection_t *conversations;
     mongoc_collection_t *members;
     kind_t kinds[B_COUNT];
-    bson_t doc, sel; /* reused for every queued write; the bulk copies them */
+    bson_t doc, sel;    /* reused for every queued write; the bulk copies them */
     const char **names; /* scratch for a conversation's members */
     size_t names_cap;
 };
@@ -247,9 +247,9 @@ int cs_store_find_convs(cs_store_t *store, const char *const *ids, size_t n, cs_
                         void *data, chat_error_t *err)
 {
     conv_ctx_t ctx = {store, cb, data};
-    bson_t *opts = BCON_NEW("projection", "{", "members", BCON_INT32(1), "kind", BCON_INT32(1),
-                            "owner", BCON_INT32(1), "deleted", BCON_INT32(1), "last_seq",
-                            BCON_INT32(1), "}");
+    bson_t *opts =
+        BCON_NEW("projection", "{", "members", BCON_INT32(1), "kind", BCON_INT32(1), "owner",
+                 BCON_INT32(1), "deleted", BCON_INT32(1), "last_seq", BCON_INT32(1), "}");
     in_filter(&store->sel, "_id", ids, n);
     int rc = find_each(store->conversations, &store->sel, opts, conv_row, &ctx,
                        "find conversations", err);
@@ -287,8 +287,8 @@ static void msg_row(const bson_t *doc, void *p)
         ctx->cb(id, get_i64(doc, "seq"), ctx->data);
 }
 
-int cs_store_find_messages(cs_store_t *store, const char *const *ids, size_t n,
-                           cs_store_seq_cb cb, void *data, chat_error_t *err)
+int cs_store_find_messages(cs_store_t *store, const char *const *ids, size_t n, cs_store_seq_cb cb,
+                           void *data, chat_error_t *err)
 {
     msg_ctx_t ctx = {cb, data};
     bson_t *opts = BCON_NEW("projection", "{", "seq", BCON_INT32(1), "}");
@@ -311,8 +311,8 @@ static void mark_row(const bson_t *doc, void *p)
         ctx->cb(id, get_i64(doc, "delivered_seq"), get_i64(doc, "read_seq"), ctx->data);
 }
 
-int cs_store_find_marks(cs_store_t *store, const char *const *keys, size_t n,
-                        cs_store_mark_cb cb, void *data, chat_error_t *err)
+int cs_store_find_marks(cs_store_t *store, const char *const *keys, size_t n, cs_store_mark_cb cb,
+                        void *data, chat_error_t *err)
 {
     mark_ctx_t ctx = {cb, data};
     in_filter(&store->sel, "_id", keys, n);
@@ -355,9 +355,8 @@ int cs_store_find_targets(cs_store_t *store, const char *const *convs, const int
         bson_append_document_end(&arr, &clause);
     }
     bson_append_array_end(&store->sel, &arr);
-    bson_t *opts = BCON_NEW("projection", "{", "conv", BCON_INT32(1), "seq", BCON_INT32(1),
-                            "from", BCON_INT32(1), "deleted", BCON_INT32(1), "t", BCON_INT32(1),
-                            "}");
+    bson_t *opts = BCON_NEW("projection", "{", "conv", BCON_INT32(1), "seq", BCON_INT32(1), "from",
+                            BCON_INT32(1), "deleted", BCON_INT32(1), "t", BCON_INT32(1), "}");
     int rc = find_each(store->messages, &store->sel, opts, target_row, &ctx, "find targets", err);
     bson_destroy(opts);
     return rc;
@@ -483,15 +482,14 @@ int cs_store_add_marks(cs_store_t *store, const char *conv, const char *user, in
     return add_update(store, B_MARKS, &store->sel, &store->doc, 1, key, err);
 }
 
-int cs_store_add_change(cs_store_t *store, const chat_event_t *ev, int64_t seq,
-                        chat_error_t *err)
+int cs_store_add_change(cs_store_t *store, const chat_event_t *ev, int64_t seq, chat_error_t *err)
 {
     bson_t set;
     bson_reinit(&store->sel);
     BCON_APPEND(&store->sel, "conv", BCON_UTF8(ev->conv), "seq", BCON_INT64(ev->target), "from",
-                BCON_UTF8(ev->from), "deleted", "{", "$ne", BCON_BOOL(true), "}", "$or", "[",
-                "{", "edit_seq", "{", "$exists", BCON_BOOL(false), "}", "}", "{", "edit_seq",
-                "{", "$lt", BCON_INT64(seq), "}", "}", "]");
+                BCON_UTF8(ev->from), "deleted", "{", "$ne", BCON_BOOL(true), "}", "$or", "[", "{",
+                "edit_seq", "{", "$exists", BCON_BOOL(false), "}", "}", "{", "edit_seq", "{", "$lt",
+                BCON_INT64(seq), "}", "}", "]");
     bson_reinit(&store->doc);
     BSON_APPEND_DOCUMENT_BEGIN(&store->doc, "$set", &set);
     if (ev->type == CHAT_EV_EDIT) {

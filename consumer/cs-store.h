@@ -70,20 +70,20 @@ int cs_store_last_seq(cs_store_t *store, const char *conv, int64_t *seq, chat_er
 /* Looks up messages by event id and calls cb for each one stored, with its
  * seq. Returns 0 or CHAT_EMONGO. */
 typedef void (*cs_store_seq_cb)(const char *id, int64_t seq, void *data);
-int cs_store_find_messages(cs_store_t *store, const char *const *ids, size_t n,
-                           cs_store_seq_cb cb, void *data, chat_error_t *err);
+int cs_store_find_messages(cs_store_t *store, const char *const *ids, size_t n, cs_store_seq_cb cb,
+                           void *data, chat_error_t *err);
 
 /* Looks up members documents by _id ("<conv>/<user>") and calls cb for each
  * one stored (absent watermarks read as 0). Returns 0 or CHAT_EMONGO. */
 typedef void (*cs_store_mark_cb)(const char *key, int64_t delivered, int64_t read, void *data);
-int cs_store_find_marks(cs_store_t *store, const char *const *keys, size_t n,
-                        cs_store_mark_cb cb, void *data, chat_error_t *err);
+int cs_store_find_marks(cs_store_t *store, const char *const *keys, size_t n, cs_store_mark_cb cb,
+                        void *data, chat_error_t *err);
 
 /* Looks up the events (convs[i], seqs[i]) and calls cb for each one found
  * with its sender, whether it is a plain message (not an edit, delete or
  * membership event) and whether it is deleted. Returns 0 or CHAT_EMONGO. */
-typedef void (*cs_store_target_cb)(const char *conv, int64_t seq, const char *from,
-                                   int is_message, int deleted, void *data);
+typedef void (*cs_store_target_cb)(const char *conv, int64_t seq, const char *from, int is_message,
+                                   int deleted, void *data);
 int cs_store_find_targets(cs_store_t *store, const char *const *convs, const int64_t *seqs,
                           size_t n, cs_store_target_cb cb, void *data, chat_error_t *err);
 
@@ -105,8 +105,7 @@ int cs_store_add_event(cs_store_t *store, const chat_event_t *ev, int64_t seq, c
  * ev->conv if ev->from sent it, it is not deleted and no later edit (by seq)
  * was applied: replaying an old edit never undoes a newer one. A delete
  * sets {deleted: true, body: "", edited_ts, edit_seq} likewise. */
-int cs_store_add_change(cs_store_t *store, const chat_event_t *ev, int64_t seq,
-                        chat_error_t *err);
+int cs_store_add_change(cs_store_t *store, const chat_event_t *ev, int64_t seq, chat_error_t *err);
 
 /* Membership: $addToSet/$pull user in conversations.members, and create
  * (watermarks 0) or delete the members document "<conv>/<user>". */

@@ -21,7 +21,7 @@
 #include "cs-state.h"
 #include "cs-store.h"
 
-#define POLL_WAIT_MS 100
+#define POLL_WAIT_MS   100
 #define STATS_EVERY_MS 10000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -78,8 +78,8 @@ static void log_stats(const cs_stats_t *s, const cs_state_t *state)
               (unsigned long long)s->stale, (unsigned long long)s->changes,
               (unsigned long long)s->dlq, (unsigned long long)s->batches,
               (unsigned long long)s->conflicts, (unsigned long long)s->retries,
-              (unsigned long long)s->published,
-              (unsigned long long)s->route_errors, cs_state_size(state));
+              (unsigned long long)s->published, (unsigned long long)s->route_errors,
+              cs_state_size(state));
 }
 
 /* The driver logs through ours, at our levels: its own handler prints
