@@ -17,7 +17,9 @@ import json
 import os
 import random
 import re
+import shutil
 import socket
+import subprocess
 import time
 import urllib.parse
 import uuid
@@ -26,7 +28,7 @@ import pytest
 
 import chatlib
 from chatlib import ChatSocket
-from conftest import LOGS, REDIS_HOST, REDIS_PORT, Proc
+from conftest import KAFKA, REDIS_HOST, REDIS_PORT, Proc
 
 # Argon2id at libsodium's interactive memory (64 MiB) under ASan is slow; a
 # gateway started by a test hashes with the smallest memory it accepts.
@@ -209,6 +211,39 @@ def live_connections(user):
     """How many connections the user's presence hash holds (docs/design.md:
     one field per connection)."""
     return redis_command("HLEN", f"presence:{user}")
+
+
+# ---------------------------------------------------------------- Kafka
+
+
+def dead_letters(conv):
+    """The dead letters of conv in the consumers' dead-letter topic, as
+    [(original envelope, {header: value})] in partition order. An event the
+    consumer refused lands there with a `reason` header (docs/protocol.md),
+    so its presence proves the consumer has handled that event."""
+    kcat = shutil.which("kcat")
+    assert kcat, "kcat is missing (scripts/deps.sh installs it)"
+    topic = os.environ.get("CHAT_DLQ_TOPIC", "chat.events.dlq")
+    out = subprocess.run(
+        [kcat, "-C", "-b", KAFKA, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\x1f%h\x1f%s\x1e"],
+        capture_output=True, timeout=60, check=True,
+    )  # fmt: skip
+    found = []
+    for rec in out.stdout.split(b"\x1e"):
+        parts = rec.split(b"\x1f", 2)
+        if len(parts) != 3 or parts[0].decode(errors="replace") != conv:
+            continue
+        headers = {}
+        for h in parts[1].decode(errors="replace").split(","):
+            k, _, v = h.partition("=")
+            headers[k] = v
+        found.append((json.loads(parts[2]), headers))
+    return found
+
+
+def dead_letter(conv, event_id):
+    """The (envelope, headers) of that event in the dead-letter topic, or None."""
+    return next(((e, h) for e, h in dead_letters(conv) if e.get("id") == event_id), None)
 
 
 # ---------------------------------------------------------------- dedicated gateways
