@@ -32,6 +32,7 @@ import xml.etree.ElementTree as ET
 
 TAP_LINE = re.compile(r"^(not ok|ok)\b\s*(\d+)?\s*(?:-\s*)?([^#]*)(?:#\s*(.*))?$")
 MESON_OK = {"OK", "EXPECTEDFAIL"}
+RANK = {"pass": 0, "skip": 1, "fail": 2}
 
 
 class Tally:
@@ -123,15 +124,23 @@ def add_junit(tally, path, required, log_hint):
         errors = sum(int(s.get("errors", 0)) + int(s.get("failures", 0)) for s in root.iter("testsuite"))
         if errors:
             tally.add("fail", "pytest: errors outside any test (collection?)", log_hint)
+    # pytest writes a second <testcase> for a test whose teardown failed after
+    # its call: one test, one verdict, the worst of its entries.
+    verdicts = {}
     for c in cases:
         cls = c.get("classname", "")
         name = f"{cls}::{c.get('name')}" if cls else c.get("name", "?")
         if c.find("failure") is not None or c.find("error") is not None:
-            tally.add("fail", name, log_hint)
+            v = "fail"
         elif c.find("skipped") is not None:
-            tally.add("skip", name, log_hint)
+            v = "skip"
         else:
-            tally.add("pass", name, log_hint)
+            v = "pass"
+        old = verdicts.get(name)
+        if old is None or RANK[v] > RANK[old]:
+            verdicts[name] = v
+    for name, v in verdicts.items():
+        tally.add(v, name, log_hint)
 
 
 def add_results(tally, path):

@@ -126,7 +126,8 @@ if [ $BUILD_OK = 1 ]; then
   tail -n 1 "$LOGS/build.log"
 else
   # The errors, not the configure chatter around them.
-  grep -E -A3 'error|ERROR|FAILED' "$LOGS/build.log" | head -n 40 || tail -n 40 "$LOGS/build.log"
+  grep -E -A4 'error:|^FAILED|ERROR:' "$LOGS/build.log" | grep -v '^cc ' | head -n 40 ||
+    tail -n 40 "$LOGS/build.log"
   rm -f "$BUILD/.chat-test-options"
   record "build ($BUILD)" fail "${LOGS#"$REPO"/}/build.log"
   # Whatever binaries an earlier build left are not what is being tested.
