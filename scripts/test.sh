@@ -136,7 +136,8 @@ fi
 
 # 3. Formatting, as one test.
 step "clang-format check"
-mapfile -t SOURCES < <(find lib gateway consumer tests -type f \( -name '*.c' -o -name '*.h' \) 2>/dev/null | sort)
+mapfile -t SOURCES < <(find lib gateway consumer tests -name node_modules -prune -o \
+  -type f \( -name '*.c' -o -name '*.h' \) -print 2>/dev/null | sort)
 if [ ${#SOURCES[@]} -eq 0 ] || clang-format --dry-run --Werror "${SOURCES[@]}" >"$LOGS/format.log" 2>&1; then
   echo "${#SOURCES[@]} files formatted as .clang-format says"
   record format pass
