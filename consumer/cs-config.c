@@ -44,7 +44,8 @@ int cs_config_load(cs_config_t *cfg, int argc, char **argv, chat_error_t *err)
         if (gethostname(host, sizeof(host)) != 0)
             strcpy(host, "consumer");
         host[40] = '\0';
-        snprintf(cfg->consumer_id_buf, sizeof(cfg->consumer_id_buf), "%s-%ld", host,
+        /* 40 + 1 + at most 11 digits fits; the precision says so to gcc. */
+        snprintf(cfg->consumer_id_buf, sizeof(cfg->consumer_id_buf), "%.40s-%ld", host,
                  (long)getpid());
         cfg->consumer_id = cfg->consumer_id_buf;
     }

@@ -438,7 +438,8 @@ static void list_work(gw_job_t *job)
         chat_mongo_error(&job->err, &berr, "list conversations");
         fail(job, 503, "unavailable", "the store did not answer; retry");
     } else {
-        qsort(rows, n, sizeof(*rows), row_cmp);
+        if (n > 1)
+            qsort(rows, n, sizeof(*rows), row_cmp);
         job->status = 200;
         chat_buf_append_str(&job->out, "{\"conversations\":[");
         int first = 1;

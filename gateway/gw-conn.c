@@ -265,8 +265,10 @@ void gw_conn_drained(gw_conn_t *conn)
 static void detach_user(gw_conn_t *conn)
 {
     gw_t *gw = conn->gw;
-    if (conn->user[0] == '\0')
+    /* An authenticated HTTP request has a user but is in no list. */
+    if (!conn->attached)
         return;
+    conn->attached = 0;
     if (conn->user_prev != NULL) {
         conn->user_prev->user_next = conn->user_next;
     } else {
@@ -293,6 +295,7 @@ int gw_conn_attach_user(gw_conn_t *conn)
     if (conn->user_next != NULL)
         conn->user_next->user_prev = conn;
     e->value = conn;
+    conn->attached = 1;
     return 0;
 }
 

@@ -72,6 +72,7 @@ struct gw_conn_s {
     unsigned http_close : 1;             /* no keep-alive */
     unsigned ws_busy : 1;                /* inside wslay_event_recv: free the context later */
     unsigned in_msg : 1;                 /* inside a fragmented data message */
+    unsigned attached : 1;               /* linked into the user map (WebSocket only) */
     unsigned hello : 1;                  /* hello sent: presence is registered */
     chat_bucket_t bucket;                /* frames per second */
     uint64_t typing_ms;                  /* when the last typing start went out, for... */

@@ -66,7 +66,8 @@ gw_static_t *gw_static_new(const char *dir)
         file->data = malloc((size_t)sb.st_size + 1);
         if (file->data != NULL &&
             fread(file->data, 1, (size_t)sb.st_size, f) == (size_t)sb.st_size) {
-            snprintf(file->name, sizeof(file->name), "%s", de->d_name);
+            size_t nlen = strlen(de->d_name); /* < sizeof(name): checked above */
+            memcpy(file->name, de->d_name, nlen + 1);
             file->size = (size_t)sb.st_size;
             file->ctype = content_type(file->name);
             st->n++;

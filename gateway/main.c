@@ -219,8 +219,9 @@ int main(int argc, char **argv)
             return 1;
         }
         if (pid == 0) {
-            char wid[CHAT_NAME_MAX + 1];
-            snprintf(wid, sizeof(wid), "%s-%d", id, i);
+            /* id is at most 48 characters (checked above). */
+            char wid[CHAT_NAME_MAX + 16];
+            snprintf(wid, sizeof(wid), "%.48s-%d", id, i);
             return run(&cfg, wid);
         }
         pids[i] = pid;
