@@ -25,6 +25,14 @@ typedef struct cs_config_s {
     int64_t body_max;
     const char *log_level;
 
+    /* Not in the consumer's table (both 0 there): chat-replay sets them.
+     * thorough: every batch runs in the thorough mode of cs-pipeline.h, so
+     * that last_seq comes from the stored messages and a rebuilt store gets
+     * the same seqs again. dry_run: nothing is written or produced; the
+     * counters say what would have been. */
+    int thorough;
+    int dry_run;
+
     char consumer_id_buf[CHAT_NAME_MAX + 1]; /* backs the default consumer_id */
 } cs_config_t;
 

@@ -22,6 +22,7 @@ typedef struct cs_item_s {
     int64_t stored_seq;      /* an event already stored: its seq; else 0 (careful) */
     int64_t seq;             /* an event with a seq: the seq it has */
     int framed;              /* a frame was built for it */
+    int applied;             /* it wrote something new (cs_stats_t.applied_by_type) */
     size_t frame_off, frame_len;
 } cs_item_t;
 

@@ -150,6 +150,10 @@ static void deliver(cs_pipeline_t *p, cs_item_t *item)
 static void route_prepare(cs_pipeline_t *p)
 {
     int rc = 0;
+    if (p->route == NULL) {
+        p->routing = 0;
+        return;
+    }
     cs_route_begin(p->route);
     for (size_t i = 0; i < p->n && rc == 0; i++) {
         cs_item_t *item = &p->items[i];
@@ -244,6 +248,7 @@ static int assign_seq(cs_pipeline_t *p, cs_item_t *item, chat_error_t *err)
     item->seq = ++conv->last_seq;
     if ((rc = cs_store_add_event(p->store, &item->ev, item->seq, err)) != 0)
         return rc;
+    item->applied = 1;
     return SEQ_NEW;
 }
 
@@ -415,6 +420,7 @@ static void apply_receipt(cs_pipeline_t *p, cs_item_t *item)
         p->dirty_marks[p->n_dirty_marks++] = mark;
     }
     p->pending.receipts++;
+    item->applied = 1;
     size_t off = p->frames.len;
     frame_done(p, item, off,
                cs_frame_receipt(&p->frames, item->ev.conv, item->ev.from, item->ev.type, upto));
@@ -463,6 +469,17 @@ static int apply_all(cs_pipeline_t *p, chat_error_t *err)
 static int send_dead_letters(cs_pipeline_t *p, size_t *sent)
 {
     *sent = 0;
+    if (p->cfg->dry_run) {
+        for (size_t i = 0; i < p->n; i++) {
+            if (p->items[i].dlq) {
+                CHAT_DEBUG("partition %d offset %lld: would go to the dead-letter topic: %s",
+                           (int)p->items[i].rkm->partition, (long long)p->items[i].rkm->offset,
+                           p->items[i].why);
+                (*sent)++;
+            }
+        }
+        return 0;
+    }
     for (size_t i = 0; i < p->n; i++) {
         cs_item_t *item = &p->items[i];
         if (!item->dlq)
@@ -573,7 +590,20 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
     if (p->cfg->route_first)
         route_publish(p);
     write_ms = chat_now_ms();
-    rc = cs_store_write(p->store, &res, &err);
+    if (p->cfg->dry_run) {
+        /* What the write would insert: the events given a new seq. */
+        cs_store_write_abort(p->store);
+        memset(&res, 0, sizeof(res));
+        for (size_t i = 0; i < p->n; i++) {
+            const cs_item_t *item = &p->items[i];
+            if (item->applied && item->ev.type != CHAT_EV_DELIVERED &&
+                item->ev.type != CHAT_EV_READ)
+                res.inserted++;
+        }
+        rc = 0;
+    } else {
+        rc = cs_store_write(p->store, &res, &err);
+    }
     write_ms = chat_now_ms() - write_ms;
     if (rc != 0) {
         if (rc == CHAT_EDUP && mode != MODE_THOROUGH)
@@ -592,7 +622,7 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
     }
     if (!p->cfg->route_first)
         route_publish(p);
-    if (dead > 0 && cs_dlq_flush(p->dlq, DLQ_FLUSH_MS) != 0) {
+    if (dead > 0 && !p->cfg->dry_run && cs_dlq_flush(p->dlq, DLQ_FLUSH_MS) != 0) {
         chat_error_set(&err, CHAT_EKAFKA, "dead letters not acknowledged");
         return fail(p, "dead-letter produce failed", &err);
     }
@@ -604,6 +634,14 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
     p->stats.stale += p->pending.stale;
     p->stats.changes += p->pending.changes;
     p->stats.batches++;
+    for (size_t i = 0; i < p->n; i++) {
+        const cs_item_t *item = &p->items[i];
+        size_t type = (size_t)item->ev.type < CS_STATS_TYPES ? (size_t)item->ev.type : 0;
+        if (item->dlq)
+            p->stats.dlq_by_type[type]++;
+        else if (item->applied)
+            p->stats.applied_by_type[type]++;
+    }
     if (chat_log_level >= CHAT_LOG_DEBUG) {
         uint64_t now = chat_now_ms();
         int64_t oldest = 0;
@@ -627,7 +665,7 @@ int cs_pipeline_run(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n)
     p->stats.events += n;
     /* Routing before the write publishes seqs that must not change, so it
      * starts in the mode whose seqs the store can only confirm. */
-    int mode = p->cfg->route_first ? MODE_THOROUGH : MODE_FAST;
+    int mode = p->cfg->route_first || p->cfg->thorough ? MODE_THOROUGH : MODE_FAST;
     int rc;
     while ((rc = attempt(p, msgs, n, mode)) == CHAT_EDUP && mode < MODE_THOROUGH)
         mode++;

@@ -40,11 +40,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chat-envelope.h"
 #include "cs-config.h"
 #include "cs-dlq.h"
 #include "cs-route.h"
 #include "cs-state.h"
 #include "cs-store.h"
+
+#define CS_STATS_TYPES (CHAT_EV_CONV_DELETE + 1)
 
 /* Counters since start, for the periodic log line. */
 typedef struct cs_stats_s {
@@ -60,12 +63,22 @@ typedef struct cs_stats_s {
     uint64_t retries;    /* batches that failed and are read again */
     uint64_t published;  /* PUBLISHes to gateways */
     uint64_t route_errors;
+    /* Per event type (index chat_event_type_t; 0: undecodable), events of
+     * applied batches that wrote something new (a seq given, a watermark
+     * moved, a change queued for an event not yet stored) and dead letters
+     * (sent, or in a dry run those that would be). */
+    uint64_t applied_by_type[CS_STATS_TYPES];
+    uint64_t dlq_by_type[CS_STATS_TYPES];
 } cs_stats_t;
 
 typedef struct cs_pipeline_s cs_pipeline_t;
 
 /* Returns a pipeline over the given parts (borrowed: they must outlive it),
- * sized for cfg->batch_max events; or NULL with err set (no memory). */
+ * sized for cfg->batch_max events; or NULL with err set (no memory). route
+ * may be NULL: nothing is routed (clients get the events through sync).
+ * dlq may be NULL when cfg->dry_run is set. In a dry run the pipeline reads
+ * the store but writes nothing and sends no dead letters; its cache then
+ * runs ahead of the store, as the writes would have left it. */
 cs_pipeline_t *cs_pipeline_new(const cs_config_t *cfg, cs_state_t *state, cs_store_t *store,
                                cs_route_t *route, cs_dlq_t *dlq, chat_error_t *err);
 

@@ -157,6 +157,47 @@ cs_source_t *cs_source_new(const char *brokers, const char *group, const char *t
     return src;
 }
 
+static void no_change_cb(const int32_t *parts, size_t n, int gained, void *data)
+{
+    (void)parts;
+    (void)n;
+    (void)gained;
+    (void)data;
+}
+
+cs_source_t *cs_source_new_assigned(const char *brokers, const char *group, const char *topic,
+                                    const char *client_id,
+                                    const rd_kafka_topic_partition_list_t *start, chat_error_t *err)
+{
+    cs_source_t *src = calloc(1, sizeof(*src));
+    if (src == NULL) {
+        chat_error_set(err, CHAT_ENOMEM, "kafka: out of memory");
+        return NULL;
+    }
+    snprintf(src->topic, sizeof(src->topic), "%s", topic);
+    src->change_cb = no_change_cb;
+    /* Without subscribe there is no rebalance; the offsets are ours. */
+    const char *const extra[] = {"client.id", client_id, "enable.auto.commit", "false", NULL};
+    src->rk = chat_kafka_consumer_new(brokers, group, extra, err);
+    if (src->rk == NULL) {
+        free(src);
+        return NULL;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_assign(src->rk, start);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        chat_error_set(err, CHAT_EKAFKA, "kafka: assign %s: %s", topic, rd_kafka_err2str(e));
+        rd_kafka_destroy(src->rk);
+        free(src);
+        return NULL;
+    }
+    return src;
+}
+
+rd_kafka_t *cs_source_handle(cs_source_t *src)
+{
+    return src->rk;
+}
+
 void cs_source_destroy(cs_source_t *src)
 {
     if (src == NULL)

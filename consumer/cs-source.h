@@ -32,6 +32,19 @@ cs_source_t *cs_source_new(const char *brokers, const char *group, const char *t
                            const char *client_id, cs_source_change_cb change_cb, void *data,
                            chat_error_t *err);
 
+/* An assign-based source for chat-replay: a consumer that joins no group
+ * (its group.id, group, is never joined and nothing is committed) and reads
+ * the partitions of start (a list of topic, partition and starting offset;
+ * copied) from those offsets. change_cb is never called. Returns the
+ * source, or NULL with err set (CHAT_ENOMEM, CHAT_EKAFKA). */
+cs_source_t *cs_source_new_assigned(const char *brokers, const char *group, const char *topic,
+                                    const char *client_id,
+                                    const rd_kafka_topic_partition_list_t *start,
+                                    chat_error_t *err);
+
+/* The source's handle, for metadata and positions (borrowed). */
+rd_kafka_t *cs_source_handle(cs_source_t *src);
+
 /* Leaves the group cleanly (the revocation runs change_cb) and frees. NULL
  * is a no-op. */
 void cs_source_destroy(cs_source_t *src);
