@@ -366,38 +366,39 @@ async def answer_to(sock, cid, timeout=chatlib.WAIT):
 
 
 class RawWebSocket:
-    """A WebSocket client on plain asyncio streams: the handshake by hand,
-    frames parsed from the bytes. It reads only when told to, which is what
-    a client too slow for its gateway looks like."""
+    """A WebSocket client on a bare non-blocking socket: the handshake by
+    hand, frames parsed from the bytes. Nothing reads the socket unless the
+    test calls read_some (an asyncio stream would keep reading into its own
+    buffer), which is what a client too slow for its gateway looks like."""
 
-    def __init__(self, reader, writer):
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, sock):
+        self.sock = sock
         self.buf = b""
         self.eof = False
         self.error = None
 
     @classmethod
     async def connect(cls, port, token, rcvbuf=None, timeout=chatlib.WAIT):
+        loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             # Set before connect, so the window it advertises stays small.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+        await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), timeout)
         key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            (
-                f"GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
-            ).encode()
+        request = (
+            f"GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
         )
-        await writer.drain()
-        ws = cls(reader, writer)
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
-        status = head.split(b"\r\n", 1)[0]
-        if b" 101 " not in status + b" ":
+        await loop.sock_sendall(sock, request.encode())
+        ws = cls(sock)
+        deadline = time.monotonic() + timeout
+        while b"\r\n\r\n" not in ws.buf:
+            if not await ws.read_some(max(0.05, deadline - time.monotonic())) or time.monotonic() > deadline:
+                raise AssertionError(f"no upgrade answer: {ws.buf[:300]!r}")
+        head, ws.buf = ws.buf.split(b"\r\n\r\n", 1)
+        if not head.startswith(b"HTTP/1.1 101 "):
             raise AssertionError(f"upgrade refused: {head!r}")
         return ws
 
@@ -405,11 +406,12 @@ class RawWebSocket:
         """Reads what arrives within timeout into buf; False at EOF/reset."""
         if self.eof:
             return False
+        loop = asyncio.get_running_loop()
         try:
-            data = await asyncio.wait_for(self.reader.read(1 << 16), timeout)
+            data = await asyncio.wait_for(loop.sock_recv(self.sock, 1 << 16), timeout)
         except asyncio.TimeoutError:
             return True
-        except (ConnectionResetError, BrokenPipeError) as e:
+        except OSError as e:  # reset
             self.error = e
             self.eof = True
             return False
@@ -470,5 +472,5 @@ class RawWebSocket:
             await self.read_some(max(0.05, deadline - time.monotonic()))
         return self.eof
 
-    def abort(self):
-        self.writer.transport.abort()
+    def close(self):
+        self.sock.close()
