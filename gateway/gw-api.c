@@ -263,8 +263,10 @@ static int account(gw_conn_t *conn, const char *body, size_t len, int is_login)
         else
             uv_ip6_name((struct sockaddr_in6 *)&ss, addr, sizeof(addr));
     }
-    job->n1 = is_login; /* registrations count per address only */
-    snprintf(k1, sizeof(k1), "rl:login:u:%s", job->user);
+    job->n1 = is_login;
+    /* Registrations count per address only: their per-name counter is a
+     * separate one that nothing checks, so they spend no login attempt. */
+    snprintf(k1, sizeof(k1), is_login ? "rl:login:u:%s" : "rl:register:u:%s", job->user);
     snprintf(k2, sizeof(k2), "rl:login:a:%s", addr);
     if (gw->redis != NULL && redisAsyncCommand(gw->redis, limit_cb, job, "EVAL %s 2 %s %s",
                                                login_script, k1, k2) == REDIS_OK)

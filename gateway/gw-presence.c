@@ -305,8 +305,13 @@ void gw_presence_stop(gw_t *gw)
     uv_timer_stop(&gw->presence_timer);
     uv_close((uv_handle_t *)&gw->redis_retry, NULL);
     uv_close((uv_handle_t *)&gw->presence_timer, NULL);
-    if (gw->redis_sub != NULL)
-        redisAsyncDisconnect(gw->redis_sub);
-    if (gw->redis != NULL)
-        redisAsyncDisconnect(gw->redis);
+    /* Free, not disconnect: a disconnect waits for replies (forever, on the
+     * subscribed context) that a stopping loop will not read. Pending
+     * callbacks run now with no reply. */
+    redisAsyncContext *sub = gw->redis_sub, *cmd = gw->redis;
+    gw->redis_sub = gw->redis = NULL;
+    if (sub != NULL)
+        redisAsyncFree(sub);
+    if (cmd != NULL)
+        redisAsyncFree(cmd);
 }

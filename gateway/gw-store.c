@@ -111,13 +111,15 @@ static void member_done(gw_job_t *job)
 {
     gw_t *gw = job->gw;
     gw_conn_t *conn = gw_conn_find(gw, job->serial);
-    if (job->result >= 0 && gw->cfg->member_cache_s > 0) {
+    if (job->result >= 0) {
         char key[2 * CHAT_NAME_MAX + 2];
         if (gw->members.live > MEMBER_CACHE_MAX) {
             /* Bounded: start over rather than grow. */
             gw_map_close(&gw->members);
             gw_map_init(&gw->members);
         }
+        /* Cached even with member_cache_s = 0: an entry that expires "now"
+         * still answers the frames replayed in this loop iteration. */
         member_key(key, sizeof(key), job->conv, job->user);
         gw_map_entry_t *e = gw_map_put(&gw->members, key);
         if (e != NULL) {
@@ -139,17 +141,6 @@ static void member_done(gw_job_t *job)
             free(f);
         }
         gw_conn_send_error(conn, "unavailable", "the store did not answer; retry", NULL, 1);
-    } else if (job->result == 0 && gw->cfg->member_cache_s == 0) {
-        /* Without a cache the frame would ask again forever: answer it. */
-        gw_frame_t *f = conn->pending_head;
-        if (f != NULL) {
-            conn->pending_head = f->next;
-            if (conn->pending_head == NULL)
-                conn->pending_tail = NULL;
-            conn->pending_n--;
-            free(f);
-        }
-        gw_conn_send_error(conn, "forbidden", "you are not a member of that conversation", NULL, 0);
     }
     gw_frames_unblock(conn);
 }
