@@ -49,14 +49,16 @@ def test_replay_restores_deleted_messages(live, name):
                 for k, conv in enumerate(convs):
                     await sa.send_message(conv, f"replay me {k}.{i}", f"rp-{k}-{i}")
 
-    run(send_all())
-
     def stored():
         return sorted((d["conv"], d["_id"], d["seq"]) for d in messages.find({"conv": {"$in": convs}}))
 
-    before = wait_until(lambda: (s := stored()) and len(s) == 2 * PER_CONV and s, what="every message stored")
+    async def send_and_wait():
+        await send_all()
+        return await wait_until(lambda: (s := stored()) and len(s) == 2 * PER_CONV and s, what="every message stored")
+
+    before = run(send_and_wait())
     for conv in convs:
-        assert [seq for cv, _, seq in before if cv == conv] == list(range(1, PER_CONV + 1))
+        assert sorted(seq for cv, _, seq in before if cv == conv) == list(range(1, PER_CONV + 1))
 
     messages.delete_many({"conv": {"$in": convs}})
     assert stored() == []
