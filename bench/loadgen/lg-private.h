@@ -274,6 +274,21 @@ void lg_worker_on_closed(lg_conn_t *conn, lg_end_t why);
  * done_cb once all are created or given up. Returns 0 or CHAT_ENOMEM. */
 int lg_setup_start(lg_worker_t *w, void (*done_cb)(lg_worker_t *w));
 
+/* ---- lg-send.c ---------------------------------------------------------- */
+
+/* Starts sending for the current phase (run or storm): the pacer, or with
+ * rate 0 a full window on every connection. */
+void lg_send_start(lg_worker_t *w);
+
+/* With rate 0, tops conn's window up again; otherwise does nothing. */
+void lg_send_refill(lg_worker_t *w, lg_conn_t *conn);
+
+/* Asks for what conn missed: {"t":"sync","have":{conv: last seq seen}}. */
+void lg_send_sync(lg_worker_t *w, lg_conn_t *conn);
+
+/* Sends the delivered receipts gathered since the last loop turn. */
+void lg_send_receipts(lg_worker_t *w);
+
 /* ---- lg-track.c --------------------------------------------------------- */
 
 /* Sends one message from conn (its next k) and records it. Returns 0 or

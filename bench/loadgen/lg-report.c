@@ -91,9 +91,11 @@ int lg_report_verdict(const lg_report_t *r, const lg_config_t *cfg)
     const lg_counts_t *c = &r->c;
     if (c->missing + c->missing_echo + c->duplicates + c->seq_mismatches > 0)
         return 1;
-    /* Held connections that drop are what an idle run is there to catch. */
+    /* Held connections that drop are what an idle run is there to catch;
+     * a run where nothing was acknowledged proves nothing. */
     if (c->conns_failed + c->setup_failed + c->convs_excluded > 0 ||
-        (cfg->storm && c->storm_incomplete > 0) || (cfg->idle && c->closes_unexpected > 0))
+        (cfg->storm && c->storm_incomplete > 0) || (cfg->idle && c->closes_unexpected > 0) ||
+        (!cfg->idle && c->acked == 0))
         return 2;
     return 0;
 }
@@ -252,9 +254,11 @@ void lg_report_print(const lg_report_t *r, const lg_config_t *cfg, const lg_plan
     default:
         fprintf(out,
                 "\n!!! RESULT: INCOMPLETE -- the run could not be set up as asked "
-                "(failed connections %llu, conversations failed %llu / left out %llu%s)\n",
+                "(failed connections %llu, conversations failed %llu / left out %llu, "
+                "acknowledged %llu, unexpected closes %llu%s)\n",
                 (unsigned long long)c->conns_failed, (unsigned long long)c->setup_failed,
-                (unsigned long long)c->convs_excluded,
+                (unsigned long long)c->convs_excluded, (unsigned long long)c->acked,
+                (unsigned long long)c->closes_unexpected,
                 c->storm_incomplete ? ", storm unfinished" : "");
         break;
     }

@@ -136,7 +136,7 @@ void lg_machine_probe(lg_machine_t *m);
 /* Returns the run's exit status: 0 when every message arrived exactly once,
  * 1 on any missing or duplicated message, 2 when the run could not be set
  * up as asked (connections or conversations missing, storm unfinished, an
- * idle connection dropped). */
+ * idle connection dropped, nothing acknowledged). */
 int lg_report_verdict(const lg_report_t *r, const lg_config_t *cfg);
 
 /* Prints the human summary. */

@@ -141,115 +141,6 @@ static void release_backoffs(lg_worker_t *w)
     w->n_backoff = kept;
 }
 
-/* ---- sending ------------------------------------------------------------ */
-
-static int sendable(lg_worker_t *w, const lg_conn_t *conn)
-{
-    if (conn->state != LG_CONN_OPEN || conn->conv->excluded)
-        return 0;
-    if (w->phase == LG_PH_RUN)
-        return !w->cfg->idle && lg_now_us() < w->measure_to_us;
-    if (w->phase == LG_PH_STORM_SEND)
-        return conn->quota > 0;
-    return 0;
-}
-
-static int send_one(lg_worker_t *w, lg_conn_t *conn)
-{
-    int rc = lg_track_send(conn);
-    if (rc == 0 && w->phase == LG_PH_STORM_SEND)
-        conn->quota--;
-    return rc;
-}
-
-/* With rate 0: keep the window full. */
-static void refill(lg_worker_t *w, lg_conn_t *conn)
-{
-    if (w->cfg->rate > 0)
-        return;
-    while (conn->inflight < (uint32_t)w->cfg->window && sendable(w, conn)) {
-        if (send_one(w, conn) != 0)
-            break;
-    }
-}
-
-static void pacer_cb(uv_timer_t *t)
-{
-    lg_worker_t *w = t->data;
-    uint64_t now = lg_now_us();
-    w->tokens += w->rate * (double)(now - w->pace_last_us) / 1e6;
-    w->pace_last_us = now;
-    /* Save up at most 100 ms of sends: behind by more, the run is
-     * overloaded, and bursts would only hide it. */
-    double cap = w->rate / 10.0 > 1.0 ? w->rate / 10.0 : 1.0;
-    if (w->tokens > cap)
-        w->tokens = cap;
-    uint32_t scanned = 0;
-    while (w->tokens >= 1.0 && scanned < w->n_conns) {
-        lg_conn_t *conn = &w->conns[w->pace_cursor];
-        w->pace_cursor = (w->pace_cursor + 1) % w->n_conns;
-        scanned++;
-        if (!sendable(w, conn))
-            continue;
-        if (conn->inflight >= (uint32_t)w->cfg->window) {
-            w->rep.c.window_stalls++;
-            continue;
-        }
-        if (send_one(w, conn) == 0) {
-            w->tokens -= 1.0;
-            scanned = 0;
-        }
-    }
-    lg_conn_flush_all(w);
-}
-
-static void start_sending(lg_worker_t *w)
-{
-    if (w->cfg->rate > 0) {
-        w->tokens = 0;
-        w->pace_last_us = lg_now_us();
-        uv_timer_start(&w->pacer, pacer_cb, PACE_MS, PACE_MS);
-    } else {
-        for (uint32_t i = 0; i < w->n_conns; i++)
-            refill(w, &w->conns[i]);
-        lg_conn_flush_all(w);
-    }
-}
-
-static void send_sync(lg_worker_t *w, lg_conn_t *conn)
-{
-    chat_buf_t *b = &w->frame;
-    chat_buf_reset(b);
-    chat_buf_append_str(b, "{\"t\":\"sync\",\"have\":{");
-    if (conn->conv->id[0] != '\0') {
-        chat_buf_append_json_str(b, conn->conv->id, strlen(conn->conv->id));
-        chat_buf_printf(b, ":%lld", (long long)conn->last_seq);
-    }
-    chat_buf_append_str(b, "}}");
-    if (lg_conn_send_text(conn, b->data, b->len) == 0)
-        conn->syncing = 1;
-}
-
-static void send_receipts(lg_worker_t *w)
-{
-    for (uint32_t i = 0; i < w->n_receipts_due; i++) {
-        lg_conn_t *conn = w->receipts_due[i];
-        conn->receipt_due = 0;
-        if (conn->state != LG_CONN_OPEN || conn->receipt_upto <= conn->receipt_sent)
-            continue;
-        chat_buf_t *b = &w->frame;
-        chat_buf_reset(b);
-        chat_buf_append_str(b, "{\"t\":\"delivered\",\"conv\":");
-        chat_buf_append_json_str(b, conn->conv->id, strlen(conn->conv->id));
-        chat_buf_printf(b, ",\"upto\":%lld}", (long long)conn->receipt_upto);
-        if (lg_conn_send_text(conn, b->data, b->len) == 0) {
-            conn->receipt_sent = conn->receipt_upto;
-            w->rep.c.receipts_sent++;
-        }
-    }
-    w->n_receipts_due = 0;
-}
-
 /* ---- what the connections report ---------------------------------------- */
 
 static void storm_check(lg_worker_t *w, lg_conn_t *conn)
@@ -286,11 +177,11 @@ static void on_hello(lg_worker_t *w, lg_conn_t *conn)
     } else if (conn->storm_away) {
         w->rep.c.storm_reconnected++;
         conn->storm_back = 1;
-        send_sync(w, conn);
+        lg_send_sync(w, conn);
     } else if (conn->rejoin) {
         w->rep.c.reconnects++;
         conn->rejoin = 0;
-        send_sync(w, conn);
+        lg_send_sync(w, conn);
     }
     if (w->phase >= LG_PH_FINISH)
         lg_conn_close(conn, 1000);
@@ -345,7 +236,7 @@ void lg_worker_on_text(lg_conn_t *conn, const char *data, size_t len)
     } else if (lg_str_eq(f.t, "sent")) {
         if (f.cid.p != NULL)
             lg_track_answer(conn, f.cid.p, f.cid.n, 1);
-        refill(w, conn);
+        lg_send_refill(w, conn);
     } else if (lg_str_eq(f.t, "receipt")) {
         if (lg_str_eq(f.kind, "delivered") && f.user.p != NULL && f.upto >= 0)
             lg_track_receipt(conn, f.user.p, f.user.n, f.upto);
@@ -353,7 +244,7 @@ void lg_worker_on_text(lg_conn_t *conn, const char *data, size_t len)
         count_error(w, conn, &f);
         if (f.cid.p != NULL)
             lg_track_answer(conn, f.cid.p, f.cid.n, 0);
-        refill(w, conn);
+        lg_send_refill(w, conn);
     } else if (lg_str_eq(f.t, "hello")) {
         on_hello(w, conn);
     } else if (lg_str_eq(f.t, "synced")) {
@@ -515,7 +406,7 @@ static void go(lg_worker_t *w)
     w->measure_from_us = w->go_us + (uint64_t)w->cfg->warmup * 1000000u;
     w->measure_to_us = w->measure_from_us + (uint64_t)w->cfg->duration * 1000000u;
     if (!w->cfg->idle)
-        start_sending(w);
+        lg_send_start(w);
 }
 
 static void storm_drop(lg_worker_t *w)
@@ -555,7 +446,7 @@ static void storm_send(lg_worker_t *w)
         conv->members[0].quota = (uint32_t)w->cfg->storm_missed;
         conv->members[0].storm_k0 = conv->members[0].n_msgs + 1;
     }
-    start_sending(w);
+    lg_send_start(w);
 }
 
 static int storm_sent_all(const lg_worker_t *w)
@@ -644,9 +535,16 @@ static void tick_cb(uv_timer_t *t)
     uint64_t now = lg_now_us();
     release_backoffs(w);
     connect_more(w);
-    if (w->stop_asked && w->phase < LG_PH_FINISH && w->phase != LG_PH_SETUP) {
-        finish(w);
-        return;
+    if (w->stop_asked && w->phase < LG_PH_FINISH && w->phase != LG_PH_SETUP &&
+        w->phase != LG_PH_DRAIN) {
+        if (w->phase != LG_PH_RUN) {
+            finish(w);
+            return;
+        }
+        /* Stopped while sending: end the measured time now, then drain as
+         * usual so that what was sent is still accounted for. */
+        if (now < w->measure_to_us)
+            w->measure_to_us = now > w->measure_from_us ? now : w->measure_from_us;
     }
     switch (w->phase) {
     case LG_PH_CONNECT:
@@ -670,7 +568,7 @@ static void tick_cb(uv_timer_t *t)
             if (w->got < w->expected)
                 CHAT_WARN("proc %u: drain ended with %llu of %llu deliveries", w->proc,
                           (unsigned long long)w->got, (unsigned long long)w->expected);
-            if (w->cfg->storm)
+            if (w->cfg->storm && !w->stop_asked)
                 storm_drop(w);
             else
                 finish(w);
@@ -740,7 +638,7 @@ static void watchdog_cb(uv_timer_t *t)
         case LG_CONN_OPEN:
             if (conn->inflight > 0) {
                 lg_track_timeouts(conn, now);
-                refill(w, conn);
+                lg_send_refill(w, conn);
             }
             if (w->cfg->ping_interval > 0 && now_ms >= conn->next_ping_ms) {
                 if (lg_conn_send_ping(conn) == 0)
@@ -761,7 +659,7 @@ static void check_cb(uv_check_t *h)
 {
     lg_worker_t *w = h->data;
     if (w->n_receipts_due > 0)
-        send_receipts(w);
+        lg_send_receipts(w);
     lg_conn_flush_all(w);
 }
 

@@ -147,9 +147,12 @@ static int spawn(child_t *kids, uint32_t n, const lg_config_t *cfg, const lg_pla
             return -1;
         }
         if (pid == 0) {
-            /* The child: Ctrl-C is the parent's to handle (it says stop). */
+            /* The child: Ctrl-C and SIGTERM reach the whole process group
+             * and are the parent's to handle (it says stop, and the child
+             * still reports). A parent that dies closes the pipe, which
+             * stops the child too. */
             signal(SIGINT, SIG_IGN);
-            signal(SIGTERM, SIG_DFL);
+            signal(SIGTERM, SIG_IGN);
             for (uint32_t k = 0; k < i; k++) {
                 close(kids[k].up);
                 close(kids[k].down);
@@ -280,7 +283,7 @@ int main(int argc, char **argv)
     if (failed) {
         for (uint32_t i = 0; i < n; i++) {
             if (kids[i].pid > 0)
-                kill(kids[i].pid, SIGTERM);
+                kill(kids[i].pid, SIGKILL);
         }
     }
     int child_bad = 0;
@@ -296,6 +299,10 @@ int main(int argc, char **argv)
     }
     if (failed) {
         fprintf(stderr, "chat-loadgen: the run failed; no summary\n");
+        for (uint32_t i = 0; i < n; i++)
+            free(kids[i].rep);
+        free(kids);
+        free(pfd);
         return 2;
     }
 
