@@ -16,10 +16,10 @@
 # 0 all delivered exactly once, 1 loss or duplicates, 2 the run could not be
 # done (nothing acknowledged, connections or conversations failing).
 #
-# 160 connections are 80 conversations: a consumer batch then never touches
-# more than 80 of them, which stays clear of FerretDB 1.24's SQLite backend
-# hanging on one update command of about 100 statements or more (see
-# docs/performance.md).
+# 160 connections are 80 conversations: all consumers' batches together then
+# never update more than 80 conversations at once, which stays clear of
+# FerretDB 1.24's SQLite backend hanging when concurrent update commands
+# hold about 100 statements in all (see docs/performance.md).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -59,6 +59,11 @@ static const chat_conf_entry_t table[] = {
                         "seconds between client pings per connection (0: only answer the "
                         "server's)"),
     CHAT_CONF_BOOL_ENTRY(T, reconnect, "true", "reconnect and sync a connection the server closed"),
+    CHAT_CONF_BOOL_ENTRY(T, prime, "true",
+                         "before the clock, each connection sends one message and all are "
+                         "delivered (fills the gateways' membership caches)"),
+    CHAT_CONF_INT_ENTRY(T, prime_timeout, "900", 1, 86400,
+                        "seconds the prime may take before the run starts anyway"),
     CHAT_CONF_STR_ENTRY(T, json, "", "write the results to this file as JSON"),
     CHAT_CONF_BOOL_ENTRY(T, progress, "true", "print a progress line every second"),
     CHAT_CONF_STR_ENTRY(T, log_level, "warn", "error, warn, info or debug"),

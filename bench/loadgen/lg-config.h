@@ -43,6 +43,8 @@ typedef struct lg_config_s {
     int64_t ack_timeout;
     int64_t ping_interval;
     int reconnect;
+    int prime;
+    int64_t prime_timeout;
     const char *json;
     int progress;
     const char *log_level;

@@ -128,7 +128,7 @@ struct lg_conn_s {
     uint32_t *receipt_k;
     uint32_t ack_floor; /* messages below it are all answered */
     uint32_t inflight;
-    uint32_t quota;       /* messages still to send in the storm */
+    uint32_t quota;       /* messages still to send in the prime or the storm */
     uint32_t storm_acked; /* storm messages of this sender acknowledged */
     uint32_t storm_k0;    /* the first storm message's k */
 };
@@ -144,6 +144,7 @@ struct lg_conv_s {
 typedef enum {
     LG_PH_SETUP,
     LG_PH_CONNECT,
+    LG_PH_PRIME, /* one message per connection, delivered before the clock */
     LG_PH_READY, /* waiting for the parent's go */
     LG_PH_RUN,   /* warm-up and measured seconds */
     LG_PH_DRAIN,

@@ -32,6 +32,7 @@ void lg_report_merge(lg_report_t *dst, const lg_report_t *src)
         d[i] += s[i];
     MAX_INTO(dst->t.setup_us, src->t.setup_us);
     MAX_INTO(dst->t.connect_us, src->t.connect_us);
+    MAX_INTO(dst->t.prime_us, src->t.prime_us);
     MAX_INTO(dst->t.measure_us, src->t.measure_us);
     MAX_INTO(dst->t.drain_us, src->t.drain_us);
     MAX_INTO(dst->t.storm_us, src->t.storm_us);
@@ -147,11 +148,11 @@ void lg_report_print(const lg_report_t *r, const lg_config_t *cfg, const lg_plan
 
     fprintf(out,
             "\nconnections: %llu/%llu opened, %llu failed, %llu retries (%llu refused with "
-            "429), setup %.1f s, connect %.1f s\n",
+            "429), setup %.1f s, connect %.1f s, prime %.1f s\n",
             (unsigned long long)c->conns_opened, (unsigned long long)c->conns_target,
             (unsigned long long)c->conns_failed, (unsigned long long)c->connect_retries,
             (unsigned long long)c->refused_429, (double)t->setup_us / 1e6,
-            (double)t->connect_us / 1e6);
+            (double)t->connect_us / 1e6, (double)t->prime_us / 1e6);
     if (!cfg->idle)
         fprintf(out,
                 "conversations: %llu/%llu created (%llu retries, %llu failed, %llu left "
@@ -341,6 +342,7 @@ int lg_report_write_json(const lg_report_t *r, const lg_config_t *cfg, const lg_
 
     json_object_set_new(times, "setup_s", json_real((double)r->t.setup_us / 1e6));
     json_object_set_new(times, "connect_s", json_real((double)r->t.connect_us / 1e6));
+    json_object_set_new(times, "prime_s", json_real((double)r->t.prime_us / 1e6));
     json_object_set_new(times, "measured_s", json_real((double)r->t.measure_us / 1e6));
     json_object_set_new(times, "drain_s", json_real((double)r->t.drain_us / 1e6));
     json_object_set_new(times, "storm_s", json_real((double)r->t.storm_us / 1e6));

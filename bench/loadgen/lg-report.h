@@ -100,6 +100,7 @@ typedef enum {
 typedef struct lg_times_s {
     uint64_t setup_us;       /* longest setup of a process */
     uint64_t connect_us;     /* longest connect phase of a process */
+    uint64_t prime_us;       /* longest prime of a process */
     uint64_t measure_us;     /* length of the measured window */
     uint64_t drain_us;       /* longest drain */
     uint64_t storm_us;       /* longest storm of a process, from the reconnect order */

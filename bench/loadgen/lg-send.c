@@ -14,7 +14,7 @@ static int sendable(lg_worker_t *w, const lg_conn_t *conn)
         return 0;
     if (w->phase == LG_PH_RUN)
         return !w->cfg->idle && lg_now_us() < w->measure_to_us;
-    if (w->phase == LG_PH_STORM_SEND)
+    if (w->phase == LG_PH_STORM_SEND || w->phase == LG_PH_PRIME)
         return conn->quota > 0;
     return 0;
 }
@@ -22,7 +22,7 @@ static int sendable(lg_worker_t *w, const lg_conn_t *conn)
 static int send_one(lg_worker_t *w, lg_conn_t *conn)
 {
     int rc = lg_track_send(conn);
-    if (rc == 0 && w->phase == LG_PH_STORM_SEND)
+    if (rc == 0 && (w->phase == LG_PH_STORM_SEND || w->phase == LG_PH_PRIME))
         conn->quota--;
     return rc;
 }
@@ -30,7 +30,7 @@ static int send_one(lg_worker_t *w, lg_conn_t *conn)
 /* With rate 0: keep the window full. */
 void lg_send_refill(lg_worker_t *w, lg_conn_t *conn)
 {
-    if (w->cfg->rate > 0)
+    if (w->cfg->rate > 0 && w->phase != LG_PH_PRIME)
         return;
     while (conn->inflight < (uint32_t)w->cfg->window && sendable(w, conn)) {
         if (send_one(w, conn) != 0)
@@ -70,7 +70,8 @@ static void pacer_cb(uv_timer_t *t)
 
 void lg_send_start(lg_worker_t *w)
 {
-    if (w->cfg->rate > 0) {
+    /* The prime is not paced: it is over before the clock starts. */
+    if (w->cfg->rate > 0 && w->phase != LG_PH_PRIME) {
         w->tokens = 0;
         w->pace_last_us = lg_now_us();
         uv_timer_start(&w->pacer, pacer_cb, PACE_MS, PACE_MS);

@@ -34,9 +34,14 @@
 #define ERRORS_LOGGED  10
 
 static const char *const phase_names[] = {
-    "setup",      "connect",    "ready",      "run",    "drain", "storm-drop",
-    "storm-send", "storm-wait", "storm-back", "finish", "done",
+    "setup",      "connect",    "prime",      "ready",      "run",    "drain",
+    "storm-drop", "storm-send", "storm-wait", "storm-back", "finish", "done",
 };
+
+const char *lg_phase_name(uint32_t phase)
+{
+    return phase < sizeof(phase_names) / sizeof(phase_names[0]) ? phase_names[phase] : "?";
+}
 
 static void enter_phase(lg_worker_t *w, lg_phase_t phase)
 {
@@ -380,6 +385,12 @@ static void setup_done(lg_worker_t *w)
     start_connecting(w);
 }
 
+static void ready(lg_worker_t *w)
+{
+    enter_phase(w, LG_PH_READY);
+    send_progress(w, LG_UP_READY);
+}
+
 static void connected(lg_worker_t *w)
 {
     w->rep.t.connect_us = lg_now_us() - w->phase_us;
@@ -395,8 +406,16 @@ static void connected(lg_worker_t *w)
             }
         }
     }
-    enter_phase(w, LG_PH_READY);
-    send_progress(w, LG_UP_READY);
+    if (w->cfg->prime && !w->cfg->idle) {
+        /* The first send of each connection waits for the gateway's
+         * membership lookup; let that happen before the clock starts. */
+        enter_phase(w, LG_PH_PRIME);
+        for (uint32_t i = 0; i < w->n_conns; i++)
+            w->conns[i].quota = 1;
+        lg_send_start(w);
+        return;
+    }
+    ready(w);
 }
 
 static void go(lg_worker_t *w)
@@ -550,6 +569,19 @@ static void tick_cb(uv_timer_t *t)
     case LG_PH_CONNECT:
         if (w->resolved >= w->n_conns)
             connected(w);
+        break;
+    case LG_PH_PRIME:
+        if (w->inflight == 0 && w->got >= w->expected) {
+            w->rep.t.prime_us = now - w->phase_us;
+            ready(w);
+        } else if (now - w->phase_us > (uint64_t)w->cfg->prime_timeout * 1000000u) {
+            CHAT_WARN("proc %u: prime unfinished after %llds (%llu of %llu deliveries); "
+                      "starting anyway",
+                      w->proc, (long long)w->cfg->prime_timeout, (unsigned long long)w->got,
+                      (unsigned long long)w->expected);
+            w->rep.t.prime_us = now - w->phase_us;
+            ready(w);
+        }
         break;
     case LG_PH_RUN:
         if (now >= w->measure_to_us) {

@@ -15,4 +15,7 @@
 int lg_worker_run(const lg_config_t *cfg, const lg_plan_t *plan, uint32_t proc, int to_parent,
                   int from_parent);
 
+/* The name of phase (an lg_phase_t), for progress lines. */
+const char *lg_phase_name(uint32_t phase);
+
 #endif

@@ -86,16 +86,13 @@ static void print_progress(const child_t *kids, uint32_t n, uint64_t start_us, l
         if (kids[i].last.phase < phase)
             phase = kids[i].last.phase;
     }
-    static const char *const names[] = {"setup",      "connect",    "ready",      "run",
-                                        "drain",      "storm-drop", "storm-send", "storm-wait",
-                                        "storm-back", "finish",     "done"};
     fprintf(stderr,
             "[%6.1fs] %-10s open %llu  sent %llu (+%llu)  acked %llu  recv %llu (+%llu)  "
             "errors %llu  closes %llu\n",
-            (double)(mono_us() - start_us) / 1e6, phase <= LG_PH_DONE ? names[phase] : "?",
-            (unsigned long long)open, (unsigned long long)sum.sent,
-            (unsigned long long)(sum.sent - prev->sent), (unsigned long long)sum.acked,
-            (unsigned long long)sum.received, (unsigned long long)(sum.received - prev->received),
+            (double)(mono_us() - start_us) / 1e6, lg_phase_name(phase), (unsigned long long)open,
+            (unsigned long long)sum.sent, (unsigned long long)(sum.sent - prev->sent),
+            (unsigned long long)sum.acked, (unsigned long long)sum.received,
+            (unsigned long long)(sum.received - prev->received),
             (unsigned long long)sum.error_frames, (unsigned long long)sum.closes_unexpected);
     *prev = sum;
 }
