@@ -53,6 +53,15 @@ static void route_finish(route_t *r)
     free(r);
 }
 
+/* Returns 1 and the gateway id if field i of a presence HGETALL reply is a
+ * live connection at now; 0 otherwise. */
+static int live_field(const redisReply *reply, size_t i, uint64_t now, char *gwid, size_t size)
+{
+    const redisReply *v = reply->element[i + 1];
+    return v->type == REDIS_REPLY_STRING &&
+           chat_presence_parse(v->str, v->len, now, gwid, size) == 0;
+}
+
 static void route_cb(redisAsyncContext *ac, void *rep, void *privdata)
 {
     route_user_t *u = privdata;
@@ -63,9 +72,7 @@ static void route_cb(redisAsyncContext *ac, void *rep, void *privdata)
     if (reply != NULL && reply->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i + 1 < reply->elements; i += 2) {
             char gwid[CHAT_NAME_MAX + 1];
-            redisReply *v = reply->element[i + 1];
-            if (v->type != REDIS_REPLY_STRING ||
-                chat_presence_parse(v->str, v->len, now, gwid, sizeof(gwid)) != 0)
+            if (!live_field(reply, i, now, gwid, sizeof(gwid)))
                 continue;
             size_t k;
             for (k = 0; k < r->nout && strcmp(r->out[k].gw, gwid) != 0; k++)
@@ -392,9 +399,7 @@ static void query_hash_cb(redisAsyncContext *ac, void *rep, void *privdata)
     if (reply != NULL && reply->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i + 1 < reply->elements; i += 2) {
             char gwid[CHAT_NAME_MAX + 1];
-            redisReply *v = reply->element[i + 1];
-            if (v->type == REDIS_REPLY_STRING &&
-                chat_presence_parse(v->str, v->len, now, gwid, sizeof(gwid)) == 0)
+            if (live_field(reply, i, now, gwid, sizeof(gwid)))
                 q->online[ref->i] = 1;
         }
     }
