@@ -668,7 +668,9 @@ static void watchdog_cb(uv_timer_t *t)
                 lg_conn_abort(conn, conn->close_asked ? LG_END_ASKED : LG_END_SERVER);
             break;
         case LG_CONN_OPEN:
-            if (conn->inflight > 0) {
+            /* The prime waits for its answers as long as prime_timeout
+             * allows: that wait is what it is there for. */
+            if (conn->inflight > 0 && w->phase != LG_PH_PRIME) {
                 lg_track_timeouts(conn, now);
                 lg_send_refill(w, conn);
             }
