@@ -202,13 +202,14 @@ void lg_report_print(const lg_report_t *r, const lg_config_t *cfg, const lg_plan
     if (c->error_frames > 0)
         fprintf(out,
                 " (bad_frame %llu, unknown_type %llu, too_large %llu, forbidden %llu, "
-                "rate_limited %llu, unavailable %llu, not_found %llu, internal %llu, other "
-                "%llu)",
+                "rate_limited %llu, too_many_connections %llu, unavailable %llu, not_found "
+                "%llu, internal %llu, other %llu)",
                 (unsigned long long)c->err_bad_frame, (unsigned long long)c->err_unknown_type,
                 (unsigned long long)c->err_too_large, (unsigned long long)c->err_forbidden,
-                (unsigned long long)c->err_rate_limited, (unsigned long long)c->err_unavailable,
-                (unsigned long long)c->err_not_found, (unsigned long long)c->err_internal,
-                (unsigned long long)c->err_other);
+                (unsigned long long)c->err_rate_limited,
+                (unsigned long long)c->err_too_many_connections,
+                (unsigned long long)c->err_unavailable, (unsigned long long)c->err_not_found,
+                (unsigned long long)c->err_internal, (unsigned long long)c->err_other);
     fprintf(out, "; %llu unexpected closes", (unsigned long long)c->closes_unexpected);
     if (c->closes_unexpected > 0)
         fprintf(out,

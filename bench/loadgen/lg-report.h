@@ -50,6 +50,7 @@
     XX(err_too_large, "error too_large")                                                           \
     XX(err_forbidden, "error forbidden")                                                           \
     XX(err_rate_limited, "error rate_limited")                                                     \
+    XX(err_too_many_connections, "error too_many_connections")                                     \
     XX(err_unavailable, "error unavailable")                                                       \
     XX(err_not_found, "error not_found")                                                           \
     XX(err_internal, "error internal")                                                             \

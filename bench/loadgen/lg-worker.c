@@ -207,6 +207,8 @@ static void count_error(lg_worker_t *w, lg_conn_t *conn, const lg_frame_t *f)
         c->err_forbidden++;
     else if (lg_str_eq(f->code, "rate_limited"))
         c->err_rate_limited++;
+    else if (lg_str_eq(f->code, "too_many_connections"))
+        c->err_too_many_connections++;
     else if (lg_str_eq(f->code, "unavailable"))
         c->err_unavailable++;
     else if (lg_str_eq(f->code, "not_found"))

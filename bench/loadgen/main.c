@@ -87,9 +87,10 @@ static void print_progress(const child_t *kids, uint32_t n, uint64_t start_us, l
             phase = kids[i].last.phase;
     }
     fprintf(stderr,
-            "[%6.1fs] %-10s open %llu  sent %llu (+%llu)  acked %llu  recv %llu (+%llu)  "
-            "errors %llu  closes %llu\n",
-            (double)(mono_us() - start_us) / 1e6, lg_phase_name(phase), (unsigned long long)open,
+            "[%6.1fs] %-10s convs %llu  open %llu  sent %llu (+%llu)  acked %llu  recv %llu "
+            "(+%llu)  errors %llu  closes %llu\n",
+            (double)(mono_us() - start_us) / 1e6, lg_phase_name(phase),
+            (unsigned long long)sum.convs_created, (unsigned long long)open,
             (unsigned long long)sum.sent, (unsigned long long)(sum.sent - prev->sent),
             (unsigned long long)sum.acked, (unsigned long long)sum.received,
             (unsigned long long)(sum.received - prev->received),
