@@ -35,6 +35,9 @@ static const chat_conf_entry_t table[] = {
                         "seconds to wait after sending for outstanding deliveries"),
     CHAT_CONF_BOOL_ENTRY(T, idle, "false",
                          "hold the connections without sending (heartbeats only)"),
+    CHAT_CONF_BOOL_ENTRY(T, ingest_only, "false",
+                         "measure the gateways' ingest alone (sent -> Kafka acknowledged): no "
+                         "delivery is expected or checked, so run it with no consumer"),
     CHAT_CONF_BOOL_ENTRY(T, storm, "false",
                          "after the run, drop one side, send to it, reconnect all at once, sync"),
     CHAT_CONF_INT_ENTRY(T, storm_missed, "50", 0, 1000000,

@@ -31,6 +31,7 @@ typedef struct lg_config_s {
     int64_t warmup;
     int64_t drain;
     int idle;
+    int ingest_only;
     int storm;
     int64_t storm_missed;
     int64_t storm_timeout;

@@ -165,11 +165,13 @@ void lg_report_print(const lg_report_t *r, const lg_config_t *cfg, const lg_plan
                 (unsigned long long)c->sent, (unsigned long long)c->acked,
                 (unsigned long long)c->received, (unsigned long long)c->echoes);
         fprintf(out,
-                "   in the measured %.1f s: %llu sent (%.0f/s), %llu deliveries of them to "
-                "other members (%.0f/s)\n",
+                "   in the measured %.1f s: %llu sent (%.0f/s), %llu of them acknowledged "
+                "(%.0f/s), %llu deliveries of them to other members (%.0f/s)%s\n",
                 (double)t->measure_us / 1e6, (unsigned long long)c->sent_in_window,
-                per_s(c->sent_in_window, t->measure_us), (unsigned long long)c->received_in_window,
-                per_s(c->received_in_window, t->measure_us));
+                per_s(c->sent_in_window, t->measure_us), (unsigned long long)c->acked_in_window,
+                per_s(c->acked_in_window, t->measure_us), (unsigned long long)c->received_in_window,
+                per_s(c->received_in_window, t->measure_us),
+                cfg->ingest_only ? " (ingest only: deliveries not checked)" : "");
         fprintf(out,
                 "   drain %.1f s; window stalls %llu; unanswered %llu (timeouts %llu, lost "
                 "with their connection %llu, late answers %llu)\n",
@@ -354,6 +356,8 @@ int lg_report_write_json(const lg_report_t *r, const lg_config_t *cfg, const lg_
 
     json_object_set_new(rates, "sent_per_s",
                         json_real(per_s(r->c.sent_in_window, r->t.measure_us)));
+    json_object_set_new(rates, "acked_per_s",
+                        json_real(per_s(r->c.acked_in_window, r->t.measure_us)));
     json_object_set_new(rates, "received_per_s",
                         json_real(per_s(r->c.received_in_window, r->t.measure_us)));
     json_object_set_new(root, "rates", rates);

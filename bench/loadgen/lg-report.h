@@ -70,6 +70,7 @@
     XX(bytes_out, "bytes written to the gateways")                                                 \
     XX(sent_in_window, "send frames written during the measured seconds")                          \
     XX(received_in_window, "messages sent in the measured seconds and received")                   \
+    XX(acked_in_window, "messages sent in the measured seconds and acknowledged")                  \
     XX(window_stalls, "paced sends postponed because the window was full")                         \
     XX(storm_dropped, "storm: connections dropped")                                                \
     XX(storm_sent, "storm: messages sent to the absent side")                                      \

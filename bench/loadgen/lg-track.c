@@ -161,14 +161,19 @@ void lg_track_answer(lg_conn_t *conn, const char *cid, size_t cid_len, int ok)
     settle(conn, msg);
     msg->state = LG_MSG_ACKED;
     w->rep.c.acked++;
-    w->expected += w->group;
+    /* Ingest alone: the gateways' part ends at Kafka's acknowledgement, and
+     * no consumer runs to deliver anything. */
+    if (!w->cfg->ingest_only)
+        w->expected += w->group;
     w->got += msg->nrecv;
     if (msg->storm) {
         w->rep.c.storm_acked++;
         conn->storm_acked++;
     }
-    if (in_window(w, msg->ts_us))
+    if (in_window(w, msg->ts_us)) {
+        w->rep.c.acked_in_window++;
         lg_hist_add(&w->rep.h[LG_H_SENT], lg_now_us() - msg->ts_us);
+    }
 }
 
 void lg_track_message(lg_conn_t *conn, const char *from, size_t from_len, const char *cid,
@@ -311,6 +316,8 @@ void lg_track_finish(lg_worker_t *w)
                     w->rep.c.delivered_unacked++;
                 continue;
             }
+            if (w->cfg->ingest_only)
+                continue;
             for (uint32_t m = 0; m < w->group; m++) {
                 if (sender->bits[m][(k - 1) / 64] & (1ull << ((k - 1) % 64)))
                     continue;
