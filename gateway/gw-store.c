@@ -96,12 +96,22 @@ static void member_work(gw_job_t *job)
     mongoc_client_t *client = mongoc_client_pool_pop(job->gw->pool);
     mongoc_collection_t *coll = mongoc_client_get_collection(client, job->gw->db, "members");
     member_key(id, sizeof(id), job->conv, job->user);
+    /* A find by _id, not count_documents: count is an aggregation, which
+     * FerretDB 1.24 runs over the whole collection in Go (100 ms at 20,000
+     * members), while a find by _id is pushed down to SQLite (7 ms); on
+     * MongoDB both are one index lookup. */
     bson_t *filter = BCON_NEW("_id", BCON_UTF8(id));
-    int64_t n = mongoc_collection_count_documents(coll, filter, NULL, NULL, NULL, &berr);
-    if (n < 0)
+    bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "limit", BCON_INT64(1),
+                            "singleBatch", BCON_BOOL(true));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+    const bson_t *doc;
+    int found = mongoc_cursor_next(cur, &doc);
+    if (!found && mongoc_cursor_error(cur, &berr))
         job->result = chat_mongo_error(&job->err, &berr, "membership");
     else
-        job->result = n > 0;
+        job->result = found ? 1 : 0;
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
     bson_destroy(filter);
     mongoc_collection_destroy(coll);
     mongoc_client_pool_push(job->gw->pool, client);
