@@ -16,6 +16,14 @@ enum { B_MESSAGES, B_CHANGES, B_CONVS, B_MARKS, B_COUNT };
  * whole command either way, and pays a few more round trips per batch. */
 #define CHUNK 100
 
+/* Updates go in smaller commands still. FerretDB 1.24 (SQLite) holds one
+ * pooled connection per statement of an update command until the command
+ * ends, and its pool has 100: update commands running at once that hold
+ * about 100 statements in all wait for each other forever (see
+ * docs/performance.md). With 32, two or three consumers' batches of any
+ * size stay clear of that; MongoDB only pays a few round trips more. */
+#define CHUNK_UPDATES 32
+
 /* The queued writes of one kind: ordered bulks of at most CHUNK writes,
  * executed in turn until one fails. */
 typedef struct kind_s {
@@ -367,7 +375,8 @@ int cs_store_find_targets(cs_store_t *store, const char *const *convs, const int
 static mongoc_bulk_operation_t *bulk_for(cs_store_t *store, int which)
 {
     kind_t *k = &store->kinds[which];
-    if (k->n == 0 || k->in_last == CHUNK) {
+    size_t chunk = which == B_MESSAGES ? CHUNK : CHUNK_UPDATES;
+    if (k->n == 0 || k->in_last == chunk) {
         if (k->n == k->cap) {
             size_t cap = k->cap ? k->cap * 2 : 8;
             mongoc_bulk_operation_t **b = realloc(k->bulks, cap * sizeof(*b));
