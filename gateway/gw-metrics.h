@@ -23,7 +23,8 @@
     XX(slow_closes, counter, "connections closed for a full outbound queue")                       \
     XX(idle_closes, counter, "connections closed for silence")                                     \
     XX(sync_pages, counter, "sync pages streamed")                                                 \
-    XX(store_jobs, counter, "store lookups run off the loop")
+    XX(store_jobs, counter, "store lookups run off the loop")                                      \
+    XX(presence_dropped, counter, "presence changes not fanned out: their queue was full")
 
 typedef struct gw_metrics_s {
 #define GW_METRIC_FIELD(name, type, help) uint64_t name;

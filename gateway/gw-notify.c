@@ -164,7 +164,12 @@ static int conv_members(gw_job_t *job, mongoc_client_t *client, const char *conv
     const bson_t *doc;
     mongoc_collection_t *c = mongoc_client_get_collection(client, job->gw->db, "conversations");
     bson_t *filter = BCON_NEW("_id", BCON_UTF8(conv));
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, filter, NULL, NULL);
+    /* One document in one reply: without limit and singleBatch FerretDB
+     * keeps a cursor open and the driver pays a round trip to close it. */
+    bson_t *opts = BCON_NEW("projection", "{", "members", BCON_INT32(1), "}", "limit",
+                            BCON_INT64(1), "singleBatch", BCON_BOOL(true));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, filter, opts, NULL);
+    bson_destroy(opts);
     if (mongoc_cursor_next(cur, &doc)) {
         bson_iter_t it, arr;
         if (bson_iter_init_find(&it, doc, "members") && BSON_ITER_HOLDS_ARRAY(&it) &&
@@ -316,36 +321,179 @@ void gw_notify_free_cache(gw_t *gw)
 
 /* ---- presence changes ------------------------------------------------------------ */
 
-static void co_members_work(gw_job_t *job)
+/* A presence change is told to everyone who shares a conversation with the
+ * user, found in the store. Changes are looked up in batches of up to
+ * PRESENCE_BATCH users: one query finds all their conversations (on
+ * FerretDB a scan of the members, whatever the number of users asked), then
+ * each conversation's members by _id. Presence is the least urgent thing a
+ * gateway does: at most PRESENCE_INFLIGHT batches run at once, so that a
+ * storm of (re)connections leaves the lookup threads to membership checks
+ * and syncs; the other changes wait in a ring of PRESENCE_QUEUED, and
+ * beyond that are dropped and counted (clients still see presence through
+ * GET /v1/presence and the user's next change). */
+#define PRESENCE_BATCH    64
+#define PRESENCE_INFLIGHT 1
+#define PRESENCE_QUEUED   8192
+
+struct gw_presence_change_s {
+    char user[CHAT_NAME_MAX + 1];
+    uint64_t when_ms;
+    int online;
+};
+
+typedef struct presence_batch_s {
+    size_t n;
+    struct gw_presence_change_s change[PRESENCE_BATCH];
+    /* Change i's co-members: NUL-separated in job->in, [start, end). */
+    size_t start[PRESENCE_BATCH], end[PRESENCE_BATCH];
+} presence_batch_t;
+
+/* Appends u to out[from..] unless it is there already or is self. */
+static void add_unique(chat_buf_t *out, size_t from, const char *u, const char *self)
 {
-    mongoc_client_t *client = mongoc_client_pool_pop(job->gw->pool);
-    job->result = co_members(job, client, &job->in);
-    mongoc_client_pool_push(job->gw->pool, client);
+    if (strcmp(u, self) == 0)
+        return;
+    for (size_t k = from; k < out->len; k += strlen(out->data + k) + 1) {
+        if (strcmp(out->data + k, u) == 0)
+            return;
+    }
+    chat_buf_append(out, u, strlen(u) + 1);
 }
+
+static void presence_work(gw_job_t *job)
+{
+    presence_batch_t *b = job->ptr;
+    bson_error_t berr;
+    const bson_t *doc;
+    chat_buf_t convs, members;
+    /* (user index, conversation) pairs: the index as a byte before the name. */
+    chat_buf_init(&convs, 1 << 20);
+    chat_buf_init(&members, 1 << 20);
+    mongoc_client_t *client = mongoc_client_pool_pop(job->gw->pool);
+    mongoc_collection_t *m = mongoc_client_get_collection(client, job->gw->db, "members");
+    bson_t filter = BSON_INITIALIZER, in, arr;
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "user", &in);
+    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+    for (size_t i = 0; i < b->n; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "%u", (unsigned)i);
+        BSON_APPEND_UTF8(&arr, key, b->change[i].user);
+    }
+    bson_append_array_end(&in, &arr);
+    bson_append_document_end(&filter, &in);
+    bson_t *opts = BCON_NEW("projection", "{", "user", BCON_INT32(1), "conv", BCON_INT32(1), "}");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(m, &filter, opts, NULL);
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        const char *user = NULL, *conv = NULL;
+        if (bson_iter_init_find(&it, doc, "user") && BSON_ITER_HOLDS_UTF8(&it))
+            user = bson_iter_utf8(&it, NULL);
+        if (bson_iter_init_find(&it, doc, "conv") && BSON_ITER_HOLDS_UTF8(&it))
+            conv = bson_iter_utf8(&it, NULL);
+        for (size_t i = 0; user != NULL && conv != NULL && i < b->n; i++) {
+            if (strcmp(b->change[i].user, user) == 0) {
+                unsigned char idx = (unsigned char)i;
+                chat_buf_append(&convs, (const char *)&idx, 1);
+                chat_buf_append(&convs, conv, strlen(conv) + 1);
+            }
+        }
+    }
+    int rc = mongoc_cursor_error(cur, &berr) ? chat_mongo_error(&job->err, &berr, "members") : 0;
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    bson_destroy(&filter);
+    mongoc_collection_destroy(m);
+    for (size_t i = 0; i < b->n; i++) {
+        b->start[i] = job->in.len;
+        for (size_t k = 0; rc == 0 && k < convs.len; k += strlen(convs.data + k + 1) + 2) {
+            if ((unsigned char)convs.data[k] != i)
+                continue;
+            chat_buf_reset(&members);
+            rc = conv_members(job, client, convs.data + k + 1, &members);
+            for (size_t j = 0; rc == 0 && j < members.len; j += strlen(members.data + j) + 1)
+                add_unique(&job->in, b->start[i], members.data + j, b->change[i].user);
+        }
+        b->end[i] = job->in.len;
+    }
+    mongoc_client_pool_push(job->gw->pool, client);
+    chat_buf_close(&convs);
+    chat_buf_close(&members);
+    job->result = rc;
+}
+
+static void presence_start(gw_t *gw);
 
 static void presence_done(gw_job_t *job)
 {
+    gw_t *gw = job->gw;
+    presence_batch_t *b = job->ptr;
+    gw->pres_inflight--;
     if (job->result != 0) {
-        CHAT_WARN("presence of %s: %s", job->user, job->err.message);
-        return;
+        CHAT_WARN("presence of %zu users: %s", b->n, job->err.message);
+    } else {
+        for (size_t i = 0; i < b->n; i++) {
+            const struct gw_presence_change_s *pc = &b->change[i];
+            chat_buf_t list = {job->in.data + b->start[i], b->end[i] - b->start[i], 0, 0};
+            chat_buf_t *f = &gw->scratch;
+            chat_buf_reset(f);
+            chat_buf_append_str(f, "{\"t\":\"presence\",\"user\":");
+            chat_buf_append_json_str(f, pc->user, strlen(pc->user));
+            if (pc->online)
+                chat_buf_append_str(f, ",\"online\":true}");
+            else
+                chat_buf_printf(f, ",\"online\":false,\"last_seen\":%llu}",
+                                (unsigned long long)pc->when_ms);
+            route_list(gw, &list, pc->user, f->data, f->len);
+        }
     }
-    route_list(job->gw, &job->in, job->user, job->out.data, job->out.len);
+    presence_start(gw);
+}
+
+/* Starts batches from the queue while fewer than PRESENCE_INFLIGHT run. */
+static void presence_start(gw_t *gw)
+{
+    while (gw->pres_inflight < PRESENCE_INFLIGHT && gw->pres_len > 0 && !gw->shutting_down) {
+        gw_job_t *job = gw_job_new_for(gw, presence_work, presence_done);
+        presence_batch_t *b = job != NULL ? calloc(1, sizeof(*b)) : NULL;
+        if (b == NULL) {
+            if (job != NULL)
+                gw_job_free(job);
+            return;
+        }
+        while (b->n < PRESENCE_BATCH && gw->pres_len > 0) {
+            b->change[b->n++] = gw->pres_ring[gw->pres_head];
+            gw->pres_head = (gw->pres_head + 1) % PRESENCE_QUEUED;
+            gw->pres_len--;
+        }
+        job->ptr = b;
+        if (gw_job_submit(job) != 0)
+            return;
+        gw->pres_inflight++;
+    }
 }
 
 void gw_notify_presence(gw_t *gw, const char *user, int online)
 {
-    gw_job_t *job = gw_job_new_for(gw, co_members_work, presence_done);
-    if (job == NULL)
+    if (gw->pres_ring == NULL)
+        gw->pres_ring = malloc(PRESENCE_QUEUED * sizeof(*gw->pres_ring));
+    if (gw->pres_ring == NULL || gw->pres_len == PRESENCE_QUEUED) {
+        gw->metrics.presence_dropped++;
         return;
-    snprintf(job->user, sizeof(job->user), "%s", user);
-    chat_buf_append_str(&job->out, "{\"t\":\"presence\",\"user\":");
-    chat_buf_append_json_str(&job->out, user, strlen(user));
-    if (online)
-        chat_buf_append_str(&job->out, ",\"online\":true}");
-    else
-        chat_buf_printf(&job->out, ",\"online\":false,\"last_seen\":%llu}",
-                        (unsigned long long)chat_now_ms());
-    gw_job_submit(job);
+    }
+    struct gw_presence_change_s *pc =
+        &gw->pres_ring[(gw->pres_head + gw->pres_len) % PRESENCE_QUEUED];
+    snprintf(pc->user, sizeof(pc->user), "%s", user);
+    pc->online = online;
+    pc->when_ms = chat_now_ms();
+    gw->pres_len++;
+    presence_start(gw);
+}
+
+void gw_notify_presence_free(gw_t *gw)
+{
+    free(gw->pres_ring);
+    gw->pres_ring = NULL;
+    gw->pres_head = gw->pres_len = 0;
 }
 
 /* ---- GET /v1/presence ---------------------------------------------------------------- */

@@ -119,6 +119,12 @@ struct gw_s {
     uint64_t conn_counter;
     int shutting_down;
     int jobs; /* store jobs in flight */
+    /* Presence fan-out waiting for a store lookup (gw-notify.c): a bounded
+     * ring, so that a connection storm's presence changes never take the
+     * store lookup threads from sends and syncs. */
+    struct gw_presence_change_s *pres_ring;
+    size_t pres_head, pres_len;
+    int pres_inflight;
     char readbuf[65536];
 };
 
@@ -209,6 +215,8 @@ void gw_notify_presence(gw_t *gw, const char *user, int online);
  * share a conversation with conn's user. Returns 1 (answered later) or 0. */
 int gw_notify_query(gw_conn_t *conn, const char *users, size_t len);
 void gw_notify_free_cache(gw_t *gw);
+/* Frees the queue of presence changes waiting for their fan-out. */
+void gw_notify_presence_free(gw_t *gw);
 
 /* A unit of store work: work runs on a thread-pool thread with no access to
  * loop state; done runs on the loop and finds its connection by serial

@@ -165,6 +165,7 @@ out:
     gw_map_close(&gw->users);
     gw_map_close(&gw->members);
     gw_notify_free_cache(gw);
+    gw_notify_presence_free(gw);
     gw_map_close(&gw->conv_members);
     gw_static_destroy(gw->web);
     chat_buf_close(&gw->scratch);
