@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Benchmark 3 (issue 5): gateway ingest against librdkafka's own limit.
+#
+#   bench/ingest.sh
+#
+# In one run, on one private stack (same broker, same topic settings):
+#   1. the gateway: chat-loadgen --ingest-only sends messages as fast as
+#      BENCH_CONNS connections with BENCH_WINDOW unanswered each allow, to
+#      BENCH_GATEWAYS gateway processes (default 1), with no consumer
+#      running; the rate counted is messages *acknowledged* (`sent`, which
+#      the gateway answers once Kafka has acknowledged the event) per
+#      second in the measured seconds. It includes the WebSocket frames,
+#      JSON parsing and checks, the envelope, the produce and the answer.
+#   2. the reference: chat-bench-produce, a bare librdkafka producer with
+#      the gateway's own producer settings (acks=all, idempotence, linger
+#      2 ms, batch 10,000) producing the same number of envelopes of the same
+#      size, pre-encoded, as fast as librdkafka takes them, to a topic of
+#      the same partition count. It is what rdkafka_performance measures
+#      (Debian's librdkafka-dev ships that example's source without the
+#      internal headers it needs, so it cannot be built here).
+# Prints both rates and their ratio (the target is >= 80%).
+# Settings: BENCH_CONNS (1000), BENCH_WINDOW (64), BENCH_DURATION_S (20),
+# BENCH_WARMUP_S (5), BENCH_BODY (100), BENCH_GATEWAYS (1).
+# Results: $BENCH_DIR/results/ingest-{gateway,raw}.json and ingest.txt.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+CONNS=${BENCH_CONNS:-1000}
+WINDOW=${BENCH_WINDOW:-64}
+DURATION=${BENCH_DURATION_S:-20}
+WARMUP=${BENCH_WARMUP_S:-5}
+BODY=${BENCH_BODY:-100}
+NGW=${BENCH_GATEWAYS:-1}
+OUT=$BENCH_RESULTS/ingest
+export BENCH_TOPIC=bench.ingest
+trap bench_finish EXIT
+trap "exit 130" INT TERM
+
+bench_build
+bench_stack_up "$BENCH_TOPIC"
+bench_topic bench.ingest.raw
+gws=()
+for i in $(seq 1 "$NGW"); do
+  bench_gateway "gw$i" "$((BENCH_GW_PORT + i - 1))"
+  gws+=("127.0.0.1:$((BENCH_GW_PORT + i - 1))")
+done
+
+{
+  echo "== ingest: gateway (WebSocket in, Kafka acknowledged) vs a bare librdkafka producer"
+  bench_machine
+  echo "command: bench/ingest.sh   ($NGW gateway process(es), $CONNS connections, window $WINDOW, body $BODY B, ${WARMUP}s + ${DURATION}s)"
+} | tee "$OUT.txt"
+
+blog "gateway ingest: $CONNS connections, as fast as the window allows"
+rc=0
+"$BENCH_BUILD/bench/chat-loadgen" --gateways "$(IFS=,; echo "${gws[*]}")" --jwt-secret "$BENCH_SECRET" \
+  --conns "$CONNS" --ingest-only --rate 0 --window "$WINDOW" --body-size "$BODY" \
+  --warmup "$WARMUP" --duration "$DURATION" --drain 30 --json "$OUT-gateway.json" \
+  >"$OUT-gateway.txt" 2>"$BENCH_LOGS/ingest-loadgen.err" || rc=$?
+[ "$rc" = 0 ] || { tail -30 "$OUT-gateway.txt"; bdie "chat-loadgen failed ($rc)"; }
+read -r gw_rate gw_count gw_p50 gw_p99 lg_cpu <<<"$(python3 - "$OUT-gateway.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1])); l = r["latency"]["send_to_sent"]; t = r["times"]
+print(f"{r['rates']['acked_per_s']:.0f} {r['counts']['acked_in_window']} {l['p50_us']/1000:.1f} {l['p99_us']/1000:.1f} "
+      f"{(t['loadgen_cpu_user_s'] + t['loadgen_cpu_sys_s']) / max(t['measured_s'] + 0.0, 1):.2f}")
+EOF
+)"
+# The same number of messages as the gateway acknowledged in its measured
+# seconds, at least 200,000 so that the reference runs long enough to time.
+count=$((gw_count > 200000 ? gw_count : 200000))
+blog "raw librdkafka producer: $count envelopes of a $BODY-byte body"
+"$BENCH_BUILD/bench/chat-bench-produce" --kafka-brokers "$BENCH_BROKERS" --topic bench.ingest.raw \
+  --create-topic=false --count "$count" --size "$BODY" --json "$OUT-raw.json" >"$OUT-raw.txt" 2>&1 ||
+  { cat "$OUT-raw.txt"; bdie "chat-bench-produce failed"; }
+raw_rate=$(python3 -c "import json; print(f\"{json.load(open('$OUT-raw.json'))['msgs_per_s']:.0f}\")")
+{
+  echo "gateway:  $gw_rate messages/s acknowledged (send -> sent p50 $gw_p50 ms, p99 $gw_p99 ms; the load generator used $lg_cpu CPU cores meanwhile)"
+  echo "raw:      $raw_rate messages/s ($(cat "$OUT-raw.txt" | tail -1))"
+  awk -v g="$gw_rate" -v r="$raw_rate" 'BEGIN { printf "ratio:    %.0f%% of the raw producer rate (target >= 80%%)\n", 100 * g / r }'
+} | tee -a "$OUT.txt"

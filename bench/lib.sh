@@ -1,0 +1,172 @@
+# Shared by the benchmark scripts in bench/ (sourced, not run). Each
+# benchmark gets a private stack (its own Kafka, Redis and FerretDB on ports
+# of its own under $BENCH_DIR), a release build, and gateways and consumers
+# it starts and stops itself, so that nothing else on the machine (the dev
+# stack, a test run) assigns seqs to its events or shares its store.
+#
+# Settings (environment):
+#   BENCH_DIR          where the stack, logs and results go (default /tmp/chat-bench)
+#   BENCH_BUILD_DIR    release build used (default <repo>/build-bench; configured
+#                      and built if missing)
+#   BENCH_KAFKA_PORT, BENCH_REDIS_PORT, BENCH_MONGO_PORT   (39092, 36379, 37018)
+#   BENCH_GW_PORT      first gateway port; the second is +1 (38081)
+#   BENCH_KEEP_STACK=1 leave the stack running at the end
+set -euo pipefail
+
+BENCH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-/tmp/chat-bench}
+BENCH_BUILD=${BENCH_BUILD_DIR:-$BENCH_REPO/build-bench}
+BENCH_KAFKA_PORT=${BENCH_KAFKA_PORT:-39092}
+BENCH_REDIS_PORT=${BENCH_REDIS_PORT:-36379}
+BENCH_MONGO_PORT=${BENCH_MONGO_PORT:-37018}
+BENCH_GW_PORT=${BENCH_GW_PORT:-38081}
+BENCH_BROKERS=127.0.0.1:$BENCH_KAFKA_PORT
+BENCH_SECRET=bench-secret-0123456789abcdef0123
+BENCH_RESULTS=$BENCH_DIR/results
+BENCH_LOGS=$BENCH_DIR/logs
+BENCH_PIDS=()
+mkdir -p "$BENCH_RESULTS" "$BENCH_LOGS"
+
+blog() { printf '[bench %s] %s\n' "$(date '+%T')" "$*" >&2; }
+bdie() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+
+# The machine, once per benchmark: figures mean little without it.
+bench_machine() {
+  local model
+  model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+  echo "machine: $(hostname), $(nproc) CPUs ($model), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+  echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC'); load average $(cut -d' ' -f1-3 /proc/loadavg); open files per process $(ulimit -Hn)"
+  echo "commit:  $(git -C "$BENCH_REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$BENCH_REPO" diff --quiet 2>/dev/null || echo ' (with local changes)')"
+}
+
+bench_build() {
+  if [ ! -f "$BENCH_BUILD/build.ninja" ]; then
+    blog "configuring $BENCH_BUILD (release, no sanitizers, no tests)"
+    meson setup "$BENCH_BUILD" --buildtype=release -Db_sanitize=none -Dtests=false \
+      >"$BENCH_LOGS/build.log" 2>&1 || { tail -20 "$BENCH_LOGS/build.log"; bdie "meson setup failed"; }
+  fi
+  ninja -C "$BENCH_BUILD" >>"$BENCH_LOGS/build.log" 2>&1 || { tail -20 "$BENCH_LOGS/build.log"; bdie "build failed"; }
+}
+
+# bench_stack_up [TOPIC]: a fresh private stack (wiped first), with TOPIC
+# (default bench.events) and its dead-letter topic created.
+bench_stack_env() {
+  export CHAT_STACK_DIR=$BENCH_DIR/stack CHAT_KAFKA_PORT=$BENCH_KAFKA_PORT \
+    CHAT_REDIS_PORT=$BENCH_REDIS_PORT CHAT_MONGO_PORT=$BENCH_MONGO_PORT
+}
+bench_stack_up() {
+  bench_stack_env
+  blog "fresh private stack under $CHAT_STACK_DIR"
+  "$BENCH_REPO/scripts/stack.sh" wipe >"$BENCH_LOGS/stack.log" 2>&1 || true
+  bench_topic "${1:-bench.events}"
+}
+# bench_topic NAME: creates NAME and NAME.dlq (12 partitions) if missing.
+bench_topic() {
+  bench_stack_env
+  CHAT_TOPIC=$1 CHAT_DLQ_TOPIC=$1.dlq "$BENCH_REPO/scripts/stack.sh" up >>"$BENCH_LOGS/stack.log" 2>&1 ||
+    { tail -20 "$BENCH_LOGS/stack.log"; bdie "the stack did not start"; }
+}
+bench_stack_down() {
+  bench_stack_env
+  if [ "${BENCH_KEEP_STACK:-0}" != 1 ]; then "$BENCH_REPO/scripts/stack.sh" down >>"$BENCH_LOGS/stack.log" 2>&1 || true; fi
+}
+
+# bench_gateway NAME PORT [options...]: starts a gateway (its --workers
+# processes share PORT) on the private stack; options override the
+# defaults below. Limits that would throttle a benchmark on purpose are
+# raised: the per-connection send rate, the connection accept rate, and the
+# membership cache is kept for the whole run.
+bench_gateway() {
+  local name=$1 port=$2
+  shift 2
+  setsid "$BENCH_BUILD/gateway/chat-gateway" --port "$port" --gateway-id "$name" \
+    --jwt-secret "$BENCH_SECRET" --kafka-brokers "$BENCH_BROKERS" --topic "${BENCH_TOPIC:-bench.events}" \
+    --redis-port "$BENCH_REDIS_PORT" --mongo-uri "mongodb://127.0.0.1:$BENCH_MONGO_PORT/${BENCH_DB:-bench}" \
+    --member-cache-s 3600 --msg-rate 100000 --msg-burst 100000 --conn-rate 100000 \
+    --conn-burst 100000 --backlog 65535 --log-level warn "$@" \
+    >>"$BENCH_LOGS/$name.log" 2>&1 </dev/null &
+  BENCH_PIDS+=($!)
+  eval "BENCH_PID_$name=$!"
+  local deadline=$((SECONDS + 30))
+  until python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/v1/health', timeout=1)" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || { tail -20 "$BENCH_LOGS/$name.log"; bdie "gateway $name did not answer on $port"; }
+    sleep 0.2
+  done
+}
+
+# bench_consumer NAME [options...]
+bench_consumer() {
+  local name=$1
+  shift
+  setsid "$BENCH_BUILD/consumer/chat-consumer" --consumer-id "$name" --kafka-brokers "$BENCH_BROKERS" \
+    --topic "${BENCH_TOPIC:-bench.events}" --dlq-topic "${BENCH_TOPIC:-bench.events}.dlq" \
+    --group "${BENCH_GROUP:-bench-consumers}" --redis-port "$BENCH_REDIS_PORT" \
+    --mongo-uri "mongodb://127.0.0.1:$BENCH_MONGO_PORT/${BENCH_DB:-bench}" --log-level info "$@" \
+    >>"$BENCH_LOGS/$name.log" 2>&1 </dev/null &
+  BENCH_PIDS+=($!)
+  eval "BENCH_PID_$name=$!"
+}
+
+# Waits until the consumer log NAME says it was assigned partitions, so
+# that a run does not start during the group's first rebalance.
+bench_consumers_settled() {
+  local deadline=$((SECONDS + 60)) n
+  for n in "$@"; do
+    until grep -qi 'assigned' "$BENCH_LOGS/$n.log" 2>/dev/null; do
+      [ $SECONDS -lt $deadline ] || { blog "consumer $n: no assignment seen in 60 s"; break; }
+      sleep 0.5
+    done
+  done
+  sleep "${BENCH_SETTLE_S:-5}"
+}
+
+bench_stop_all() {
+  local pid
+  for pid in "${BENCH_PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${BENCH_PIDS[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  done
+  BENCH_PIDS=()
+}
+
+# The processes of a gateway: its parent and its workers (same session).
+bench_tree_pids() {
+  ps -o pid= -s "$1" 2>/dev/null | tr -s ' \n' ' '
+}
+# Resident memory of those processes together, KiB.
+bench_rss_kib() {
+  local sum=0 p v
+  for p in $(bench_tree_pids "$1"); do
+    v=$(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
+# CPU time of those processes together, clock ticks (utime + stime).
+bench_cpu_ticks() {
+  local sum=0 p v
+  for p in $(bench_tree_pids "$1"); do
+    v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
+# Kernel memory in sockets: TCP buffer pages (sockstat) and the slab caches
+# that hold socket structures, KiB.
+bench_kernel_sock_kib() {
+  local pages slab
+  pages=$(awk '/^TCP:/ {for (i = 1; i < NF; i++) if ($i == "mem") print $(i + 1)}' /proc/net/sockstat)
+  slab=$(awk '/^(TCP|tcp_bind_bucket|sock_inode_cache|request_sock_TCP|inet_peer|eventpoll_epi|eventpoll_pwq) / {s += $3 * $4} END {printf "%d", s / 1024}' /proc/slabinfo 2>/dev/null || echo 0)
+  echo "$((pages * 4)) $slab"
+}
+
+# Mints an HS256 token for USER with the bench secret (for curl-less setup).
+bench_token() {
+  CHAT_JWT_SECRET=$BENCH_SECRET "$BENCH_BUILD/gateway/chat-token" "$1"
+}
+
+bench_finish() {
+  bench_stop_all
+  bench_stack_down
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Benchmark 2 (issue 5): the highest sustained end-to-end 1:1 rate with zero
+# loss, and latency at a fixed rate.
+#
+#   bench/throughput.sh [RATE ...]       (default: 1000 2000 5000 10000 20000 50000)
+#
+# Two gateways and two consumers on a private stack; chat-loadgen with
+# BENCH_CONNS connections (default 2000: 1,000 pairs, the two users of a
+# pair always on different gateways, so every message crosses them) sends
+# at each RATE in turn for BENCH_WARMUP_S + BENCH_DURATION_S seconds. A rate
+# is *sustained* when every acknowledged message arrived exactly once, the
+# deliveries in the measured seconds kept up with the sends (at least 95%
+# of them arrived within the measured seconds' pace), and the drain after
+# the last send took under BENCH_DRAIN_OK_S (default 5) seconds: a pipeline
+# that falls behind shows a growing backlog, not loss. The ramp stops at the
+# first rate that is not sustained. Then one run at BENCH_LAT_RATE (default
+# 10000) reports send -> receive latency.
+#
+# All runs share one set of users (--run-id), so the conversations are
+# created once. Settings: BENCH_CONNS, BENCH_CONSUMERS (2), BENCH_DURATION_S (20), BENCH_WARMUP_S
+# (5), BENCH_BATCH_MAX (consumer --batch-max, 500, its default; see docs/performance.md on
+# FerretDB), BENCH_LAT_RATE, BENCH_SKIP_RAMP=1, BENCH_SKIP_LAT=1.
+# Results: $BENCH_DIR/results/throughput-<rate>.json and throughput.txt.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+RATES=("$@")
+[ ${#RATES[@]} -gt 0 ] || RATES=(1000 2000 5000 10000 20000 50000)
+CONNS=${BENCH_CONNS:-2000}
+DURATION=${BENCH_DURATION_S:-20}
+WARMUP=${BENCH_WARMUP_S:-5}
+BATCH_MAX=${BENCH_BATCH_MAX:-500}
+LAT_RATE=${BENCH_LAT_RATE:-10000}
+DRAIN_OK=${BENCH_DRAIN_OK_S:-5}
+RUN_ID=tp$(date +%s)
+OUT=$BENCH_RESULTS/throughput
+trap bench_finish EXIT
+trap "exit 130" INT TERM
+
+bench_build
+bench_stack_up
+bench_gateway gw1 "$BENCH_GW_PORT"
+bench_gateway gw2 "$((BENCH_GW_PORT + 1))"
+NCONS=${BENCH_CONSUMERS:-2}
+cons=()
+for i in $(seq 1 "$NCONS"); do
+  bench_consumer "c$i" --batch-max "$BATCH_MAX"
+  cons+=("c$i")
+done
+bench_consumers_settled "${cons[@]}"
+
+# run RATE: one chat-loadgen run; prints its summary line; returns 0 when
+# the rate was sustained.
+run() {
+  local rate=$1 rc=0
+  blog "rate $rate/s: $CONNS connections, ${WARMUP}s warm-up + ${DURATION}s measured"
+  "$BENCH_BUILD/bench/chat-loadgen" --gateways "127.0.0.1:$BENCH_GW_PORT,127.0.0.1:$((BENCH_GW_PORT + 1))" \
+    --jwt-secret "$BENCH_SECRET" --conns "$CONNS" --run-id "$RUN_ID" --rate "$rate" --window 64 \
+    --warmup "$WARMUP" --duration "$DURATION" --drain 120 --ack-timeout 120 --body-size 100 \
+    --json "$OUT-$rate.json" >"$OUT-$rate.txt" 2>"$BENCH_LOGS/throughput-$rate.err" || rc=$?
+  python3 - "$OUT-$rate.json" "$rate" "$rc" "$DRAIN_OK" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1])); rate = int(sys.argv[2]); rc = int(sys.argv[3]); drain_ok = float(sys.argv[4])
+c, t, rt, l = r["counts"], r["times"], r["rates"], r["latency"]
+rx, tx = l["send_to_receive"], l["send_to_sent"]
+kept_up = rt["received_per_s"] >= 0.95 * rate
+ok = rc == 0 and kept_up and t["drain_s"] < drain_ok
+print(f"rate {rate:>6}/s: sent {rt['sent_per_s']:.0f}/s, delivered {rt['received_per_s']:.0f}/s; "
+      f"missing {c['missing']}, duplicated {c['duplicates']}; drain {t['drain_s']:.1f} s; "
+      f"send->sent p50 {tx['p50_us']/1000:.1f} ms p99 {tx['p99_us']/1000:.1f} ms; "
+      f"send->receive p50 {rx['p50_us']/1000:.1f} ms p90 {rx['p90_us']/1000:.1f} ms "
+      f"p99 {rx['p99_us']/1000:.1f} ms p99.9 {rx['p999_us']/1000:.1f} ms max {rx['max_us']/1000:.1f} ms "
+      f"-> {'SUSTAINED' if ok else 'NOT SUSTAINED'} (loadgen exit {rc})")
+sys.exit(0 if ok else 1)
+EOF
+}
+
+{
+  echo "== throughput and latency: 1:1 pairs across two gateways, $NCONS consumer(s) (--batch-max $BATCH_MAX)"
+  bench_machine
+  echo "command: bench/throughput.sh ${RATES[*]}   ($CONNS connections, ${WARMUP}s + ${DURATION}s per rate, body 100 B)"
+} | tee "$OUT.txt"
+
+best=0
+if [ "${BENCH_SKIP_RAMP:-0}" != 1 ]; then
+  for rate in "${RATES[@]}"; do
+    if line=$(run "$rate"); then
+      echo "$line" | tee -a "$OUT.txt"
+      best=$rate
+    else
+      echo "$line" | tee -a "$OUT.txt"
+      break
+    fi
+  done
+  echo "highest sustained rate: $best messages/s (of the rates tried)" | tee -a "$OUT.txt"
+fi
+if [ "${BENCH_SKIP_LAT:-0}" != 1 ]; then
+  echo "latency at $LAT_RATE messages/s:" | tee -a "$OUT.txt"
+  line=$(run "$LAT_RATE") || true
+  echo "$line" | tee -a "$OUT.txt"
+fi
+for c in "${cons[@]}"; do grep -h "stats:" "$BENCH_LOGS/$c.log" | tail -1 | sed "s/^/consumer $c: /"; done | tee -a "$OUT.txt"
