@@ -56,25 +56,43 @@ rc=0
 "$BENCH_BUILD/bench/chat-loadgen" --gateways "$(IFS=,; echo "${gws[*]}")" --jwt-secret "$BENCH_SECRET" \
   --conns "$CONNS" --ingest-only --rate 0 --window "$WINDOW" --body-size "$BODY" \
   --warmup "$WARMUP" --duration "$DURATION" --drain 30 --json "$OUT-gateway.json" \
-  >"$OUT-gateway.txt" 2>"$BENCH_LOGS/ingest-loadgen.err" || rc=$?
+  >"$OUT-gateway.txt" 2>"$BENCH_LOGS/ingest-loadgen.err" &
+lg=$!
+# The gateways' CPU over the measured seconds (after the warm-up).
+until grep -q '\] run ' "$BENCH_LOGS/ingest-loadgen.err" 2>/dev/null; do
+  kill -0 "$lg" 2>/dev/null || break
+  sleep 0.2
+done
+sleep "$WARMUP"
+gw_cpu() { local s=0 i; for i in $(seq 1 "$NGW"); do s=$((s + $(bench_cpu_ticks "$(eval echo "\$BENCH_PID_gw$i")"))); done; echo "$s"; }
+c0=$(gw_cpu)
+t0=$(date +%s.%N)
+sleep $((DURATION - 1))
+c1=$(gw_cpu)
+t1=$(date +%s.%N)
+wait "$lg" || rc=$?
 [ "$rc" = 0 ] || { tail -30 "$OUT-gateway.txt"; bdie "chat-loadgen failed ($rc)"; }
-read -r gw_rate gw_count gw_p50 gw_p99 lg_cpu <<<"$(python3 - "$OUT-gateway.json" <<'EOF'
+gw_cores=$(awk -v a="$c0" -v b="$c1" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / hz / (t1 - t0) }')
+read -r gw_rate gw_count gw_p50 gw_p99 <<<"$(python3 - "$OUT-gateway.json" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1])); l = r["latency"]["send_to_sent"]; t = r["times"]
-print(f"{r['rates']['acked_per_s']:.0f} {r['counts']['acked_in_window']} {l['p50_us']/1000:.1f} {l['p99_us']/1000:.1f} "
-      f"{(t['loadgen_cpu_user_s'] + t['loadgen_cpu_sys_s']) / max(t['measured_s'] + 0.0, 1):.2f}")
+print(f"{r['rates']['acked_per_s']:.0f} {r['counts']['acked_in_window']} {l['p50_us']/1000:.1f} {l['p99_us']/1000:.1f}")
 EOF
 )"
 # The same number of messages as the gateway acknowledged in its measured
 # seconds, at least 200,000 so that the reference runs long enough to time.
 count=$((gw_count > 200000 ? gw_count : 200000))
 blog "raw librdkafka producer: $count envelopes of a $BODY-byte body"
-"$BENCH_BUILD/bench/chat-bench-produce" --kafka-brokers "$BENCH_BROKERS" --topic bench.ingest.raw \
-  --create-topic=false --count "$count" --size "$BODY" --json "$OUT-raw.json" >"$OUT-raw.txt" 2>&1 ||
+TIMEFORMAT='%U %S'
+raw_cpu=$( { time "$BENCH_BUILD/bench/chat-bench-produce" --kafka-brokers "$BENCH_BROKERS" --topic bench.ingest.raw \
+  --create-topic=false --count "$count" --size "$BODY" --json "$OUT-raw.json" >"$OUT-raw.txt" 2>&1; } 2>&1) ||
   { cat "$OUT-raw.txt"; bdie "chat-bench-produce failed"; }
-raw_rate=$(python3 -c "import json; print(f\"{json.load(open('$OUT-raw.json'))['msgs_per_s']:.0f}\")")
+read -r raw_rate raw_s <<<"$(python3 -c "import json; r = json.load(open('$OUT-raw.json')); print(f\"{r['msgs_per_s']:.0f} {r['seconds']:.3f}\")")"
+raw_cores=$(awk -v c="$raw_cpu" -v s="$raw_s" 'BEGIN { split(c, a, " "); printf "%.2f", (a[1] + a[2]) / s }')
 {
-  echo "gateway:  $gw_rate messages/s acknowledged (send -> sent p50 $gw_p50 ms, p99 $gw_p99 ms; the load generator used $lg_cpu CPU cores meanwhile)"
-  echo "raw:      $raw_rate messages/s ($(cat "$OUT-raw.txt" | tail -1))"
-  awk -v g="$gw_rate" -v r="$raw_rate" 'BEGIN { printf "ratio:    %.0f%% of the raw producer rate (target >= 80%%)\n", 100 * g / r }'
+  echo "gateway:  $gw_rate messages/s acknowledged, using $gw_cores CPU cores (send -> sent p50 $gw_p50 ms, p99 $gw_p99 ms)"
+  echo "raw:      $raw_rate messages/s, using $raw_cores CPU cores ($(tail -1 "$OUT-raw.txt"))"
+  awk -v g="$gw_rate" -v r="$raw_rate" -v gc="$gw_cores" -v rc="$raw_cores" 'BEGIN {
+    printf "ratio:    %.0f%% of the raw producer rate (target >= 80%%); per CPU core used: %.0f vs %.0f messages/s, %.0f%%\n",
+      100 * g / r, g / gc, r / rc, 100 * (g / gc) / (r / rc) }'
 } | tee -a "$OUT.txt"

@@ -32,6 +32,7 @@ typedef struct ri_config_s {
     int64_t convs;
     const char *conv_prefix;
     int64_t batch;
+    int64_t last_seq_every;
     int drop;
     int indexes;
     const char *json;
@@ -53,6 +54,10 @@ static const chat_conf_entry_t table[] = {
     CHAT_CONF_INT_ENTRY(T, batch, "100", 1, 100000,
                         "documents per ordered bulk (the consumer's chunk is 100: FerretDB keeps "
                         "ordered:true only within 100 documents)"),
+    CHAT_CONF_INT_ENTRY(T, last_seq_every, "0", 0, 100000,
+                        "also do the consumer's other writes: after every N documents (its batch), "
+                        "one $max last_seq update per conversation among them, in ordered bulks "
+                        "of 32 (0: inserts only)"),
     CHAT_CONF_BOOL_ENTRY(T, drop, "true",
                          "drop the messages collection first (--drop=false keeps it; refused on "
                          "the database chat)"),
@@ -168,15 +173,92 @@ static int prepare(mongoc_client_t *client, mongoc_collection_t *coll, const cha
     if (cfg->drop && !mongoc_collection_drop_with_opts(coll, NULL, &berr) &&
         berr.code != NS_NOT_FOUND && strstr(berr.message, "ns not found") == NULL)
         return chat_mongo_error(err, &berr, "drop messages");
-    return cfg->indexes ? chat_mongo_ensure_indexes(client, db, err) : 0;
+    rc = cfg->indexes ? chat_mongo_ensure_indexes(client, db, err) : 0;
+    if (rc != 0 || cfg->last_seq_every == 0)
+        return rc;
+    /* The conversations the last_seq updates find, as the consumer's do. */
+    mongoc_collection_t *convs = mongoc_client_get_collection(client, db, "conversations");
+    if (!mongoc_collection_drop_with_opts(convs, NULL, &berr) && berr.code != NS_NOT_FOUND &&
+        strstr(berr.message, "ns not found") == NULL)
+        rc = chat_mongo_error(err, &berr, "drop conversations");
+    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(convs, NULL);
+    for (int64_t k = 0; k < cfg->convs && rc == 0; k++) {
+        char id[CHAT_NAME_MAX + 1];
+        snprintf(id, sizeof(id), "%s.c%lld", cfg->conv_prefix, (long long)k);
+        bson_t *doc =
+            BCON_NEW("_id", BCON_UTF8(id), "kind", BCON_UTF8("group"), "last_seq", BCON_INT64(0));
+        mongoc_bulk_operation_insert_with_opts(bulk, doc, NULL, NULL);
+        bson_destroy(doc);
+    }
+    bson_t reply;
+    if (rc == 0 && !mongoc_bulk_operation_execute(bulk, &reply, &berr))
+        rc = chat_mongo_error(err, &berr, "insert conversations");
+    if (rc == 0)
+        bson_destroy(&reply);
+    mongoc_bulk_operation_destroy(bulk);
+    mongoc_collection_destroy(convs);
+    return rc;
+}
+
+/* The consumer's per-batch conversation writes for docs[from..to): one
+ * {$max: {last_seq}} update per conversation, in ordered bulks of 32 (its
+ * CHUNK_UPDATES). Returns 0 or CHAT_EMONGO with err set. */
+static int update_last_seqs(mongoc_collection_t *convs, const bson_t *docs, int64_t from,
+                            int64_t to, const ri_config_t *cfg, chat_error_t *err)
+{
+    bson_t *opts = BCON_NEW("ordered", BCON_BOOL(true));
+    int64_t *last = calloc((size_t)cfg->convs, sizeof(*last));
+    const char **names = calloc((size_t)cfg->convs, sizeof(*names));
+    int rc = last == NULL || names == NULL ? chat_error_set(err, CHAT_ENOMEM, "out of memory") : 0;
+    for (int64_t i = from; i < to && rc == 0; i++) {
+        bson_iter_t it;
+        int64_t k = i % cfg->convs, seq = 0;
+        if (bson_iter_init_find(&it, &docs[i], "seq"))
+            seq = bson_iter_as_int64(&it);
+        if (bson_iter_init_find(&it, &docs[i], "conv"))
+            names[k] = bson_iter_utf8(&it, NULL);
+        last[k] = seq;
+    }
+    mongoc_bulk_operation_t *bulk = NULL;
+    int in_bulk = 0;
+    for (int64_t k = 0; k <= cfg->convs && rc == 0; k++) {
+        if (bulk != NULL && (k == cfg->convs || in_bulk == 32)) {
+            bson_t reply;
+            bson_error_t berr;
+            if (!mongoc_bulk_operation_execute(bulk, &reply, &berr))
+                rc = chat_mongo_error(err, &berr, "last_seq updates");
+            bson_destroy(&reply);
+            mongoc_bulk_operation_destroy(bulk);
+            bulk = NULL;
+            in_bulk = 0;
+        }
+        if (k == cfg->convs || last[k] == 0 || rc != 0)
+            continue;
+        if (bulk == NULL)
+            bulk = mongoc_collection_create_bulk_operation_with_opts(convs, opts);
+        bson_t *sel = BCON_NEW("_id", BCON_UTF8(names[k]));
+        bson_t *upd = BCON_NEW("$max", "{", "last_seq", BCON_INT64(last[k]), "}");
+        bson_error_t berr;
+        if (!mongoc_bulk_operation_update_one_with_opts(bulk, sel, upd, NULL, &berr))
+            rc = chat_error_set(err, CHAT_EMONGO, "last_seq update: %s", berr.message);
+        in_bulk++;
+        bson_destroy(sel);
+        bson_destroy(upd);
+    }
+    mongoc_bulk_operation_destroy(bulk);
+    free(last);
+    free(names);
+    bson_destroy(opts);
+    return rc;
 }
 
 /* Inserts docs[0..n) in ordered bulks of cfg->batch, one after the other.
  * Returns 0, or CHAT_EMONGO with err set at the first bulk that failed;
  * *inserted counts what the server reported inserted either way. */
-static int insert_all(mongoc_collection_t *coll, const bson_t *docs, const ri_config_t *cfg,
-                      int64_t *inserted, chat_error_t *err)
+static int insert_all(mongoc_collection_t *coll, mongoc_collection_t *convs, const bson_t *docs,
+                      const ri_config_t *cfg, int64_t *inserted, chat_error_t *err)
 {
+    int64_t updated_to = 0;
     bson_t *opts = BCON_NEW("ordered", BCON_BOOL(true));
     int rc = 0;
     *inserted = 0;
@@ -209,6 +291,12 @@ static int insert_all(mongoc_collection_t *coll, const bson_t *docs, const ri_co
             bson_destroy(&reply);
         }
         mongoc_bulk_operation_destroy(bulk);
+        int64_t end = off + n;
+        if (rc == 0 && cfg->last_seq_every > 0 &&
+            (end - updated_to >= cfg->last_seq_every || end == cfg->count)) {
+            rc = update_last_seqs(convs, docs, updated_to, end, cfg, err);
+            updated_to = end;
+        }
     }
     bson_destroy(opts);
     return rc;
@@ -235,23 +323,26 @@ static int write_json(const ri_config_t *cfg, int64_t inserted, double secs, dou
 /* Times the inserts, prints the summary and writes --json. Returns the
  * exit status: 0 when all were inserted, 1 on a write error, 2 when the
  * result file could not be written. */
-static int measure(mongoc_collection_t *coll, const bson_t *docs, const ri_config_t *cfg,
-                   const char *db)
+static int measure(mongoc_client_t *client, mongoc_collection_t *coll, const bson_t *docs,
+                   const ri_config_t *cfg, const char *db)
 {
+    mongoc_collection_t *convs = mongoc_client_get_collection(client, db, "conversations");
     chat_error_t err;
     int64_t inserted = 0;
     uint64_t t0 = raw_mono_us();
-    int rc = insert_all(coll, docs, cfg, &inserted, &err);
+    int rc = insert_all(coll, convs, docs, cfg, &inserted, &err);
     uint64_t t1 = raw_mono_us();
+    mongoc_collection_destroy(convs);
     double secs = (double)(t1 - t0) / 1e6;
     double docs_s = secs > 0 ? (double)inserted / secs : 0.0;
     if (rc != 0)
         fprintf(stderr, PROGRAM ": %s\n", err.message);
     printf("%s: %lld of %lld documents inserted in %.3f s: %.0f docs/s (%lld-byte bodies, "
-           "ordered bulks of %lld, %lld conversations, %s, %s.messages)\n",
+           "ordered bulks of %lld, %lld conversations, %s, %s.messages%s)\n",
            PROGRAM, (long long)inserted, (long long)cfg->count, secs, docs_s, (long long)cfg->size,
            (long long)cfg->batch, (long long)cfg->convs,
-           cfg->indexes ? "unique {conv, seq}" : "no index made", db);
+           cfg->indexes ? "unique {conv, seq}" : "no index made", db,
+           cfg->last_seq_every > 0 ? ", with the consumer's last_seq updates" : "");
     int status = rc == 0 ? 0 : 1;
     if (cfg->json[0] && write_json(cfg, inserted, secs, docs_s, db, &err) != 0) {
         fprintf(stderr, PROGRAM ": %s\n", err.message);
@@ -320,7 +411,7 @@ int main(int argc, char **argv)
         goto fail;
     }
 
-    status = measure(coll, docs, &cfg, db);
+    status = measure(client, coll, docs, &cfg, db);
     goto done;
 fail:
     fprintf(stderr, PROGRAM ": %s\n", err.message);
