@@ -337,6 +337,7 @@ void gw_conn_close(gw_conn_t *conn)
     gw_ws_free(conn);
     gw_frames_free_pending(conn);
     gw_store_sync_free(conn);
+    gw_presence_seen_free(conn);
     /* A write still in flight is cancelled by uv_close; its callback runs
      * before close_cb, which frees the buffers. */
     uv_close((uv_handle_t *)&conn->tcp, close_cb);

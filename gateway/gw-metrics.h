@@ -20,6 +20,7 @@
     XX(events_produced, counter, "events acknowledged by Kafka")                                   \
     XX(produce_failures, counter, "events Kafka did not acknowledge")                              \
     XX(routed_frames, counter, "frames routed in from Redis")                                      \
+    XX(routed_repeats, counter, "routed frames dropped: that connection had that seq already")     \
     XX(slow_closes, counter, "connections closed for a full outbound queue")                       \
     XX(idle_closes, counter, "connections closed for silence")                                     \
     XX(sync_pages, counter, "sync pages streamed")                                                 \
