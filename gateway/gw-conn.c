@@ -7,6 +7,7 @@
 #include "chat-error.h"
 #include "chat-log.h"
 #include "gw-private.h"
+#include "gw-seen.h"
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
@@ -337,7 +338,8 @@ void gw_conn_close(gw_conn_t *conn)
     gw_ws_free(conn);
     gw_frames_free_pending(conn);
     gw_store_sync_free(conn);
-    gw_presence_seen_free(conn);
+    gw_seen_free(conn->seen);
+    conn->seen = NULL;
     /* A write still in flight is cancelled by uv_close; its callback runs
      * before close_cb, which frees the buffers. */
     uv_close((uv_handle_t *)&conn->tcp, close_cb);

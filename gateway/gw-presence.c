@@ -12,6 +12,7 @@
 #include "chat-log.h"
 #include "chat-redis.h"
 #include "gw-private.h"
+#include "gw-seen.h"
 
 static void connect_all(gw_t *gw);
 
@@ -172,86 +173,8 @@ static void refresh_cb(uv_timer_t *t)
     }
 }
 
-/* A consumer that takes over a partition re-applies the events its
- * predecessor stored but had not committed; the store keeps their seqs, but
- * they are routed again. So that a live client does not see the same (conv,
- * seq) twice, each connection remembers the last seq routed to it in its
- * SEEN_SLOTS most recent conversations, and a sequenced frame at or below it
- * is dropped. Routing keeps a conversation's order (one consumer at a time
- * routes a partition, in seq order), so a lower seq is always a repeat. A
- * connection only pays for this once something is routed to it; a user
- * active in more conversations than that at once may still see a repeat
- * after a rebalance, as after a sync (clients key messages by conv and seq). */
-#define SEEN_SLOTS 8
-
-struct gw_seen_s {
-    uint64_t conv[SEEN_SLOTS]; /* FNV-1a of the conversation id, 0 = free */
-    int64_t seq[SEEN_SLOTS];
-    unsigned next; /* the slot replaced next */
-};
-
-void gw_presence_seen_free(gw_conn_t *conn)
-{
-    free(conn->seen);
-    conn->seen = NULL;
-}
-
-/* Reads conv and seq from a sequenced frame as the consumer writes them
- * (cs-frame.c): {"t":"...","conv":"<id>","seq":<n>,...}. Returns 0, or -1
- * for frames without a seq (receipts) and anything else. */
-static int frame_seq(const char *f, size_t len, uint64_t *conv, int64_t *seq)
-{
-    const char *end = f + len;
-    if (len < 8 || memcmp(f, "{\"t\":\"", 6) != 0)
-        return -1;
-    const char *q = memchr(f + 6, '"', (size_t)(end - f - 6));
-    static const char conv_key[] = ",\"conv\":\"";
-    if (q == NULL || (size_t)(end - q - 1) < sizeof(conv_key) - 1 ||
-        memcmp(q + 1, conv_key, sizeof(conv_key) - 1) != 0)
-        return -1;
-    const char *c = q + 1 + sizeof(conv_key) - 1;
-    const char *ce = memchr(c, '"', (size_t)(end - c));
-    static const char seq_key[] = ",\"seq\":";
-    if (ce == NULL || (size_t)(end - ce - 1) < sizeof(seq_key) - 1 ||
-        memcmp(ce + 1, seq_key, sizeof(seq_key) - 1) != 0)
-        return -1;
-    uint64_t h = 1469598103934665603ull;
-    for (const char *x = c; x < ce; x++)
-        h = (h ^ (uint8_t)*x) * 1099511628211ull;
-    int64_t n = 0;
-    const char *d = ce + 1 + sizeof(seq_key) - 1;
-    for (; d < end && *d >= '0' && *d <= '9' && n < INT64_MAX / 10; d++)
-        n = n * 10 + (*d - '0');
-    if (d == ce + 1 + sizeof(seq_key) - 1 || n < 1)
-        return -1;
-    *conv = h ? h : 1;
-    *seq = n;
-    return 0;
-}
-
-/* Returns 1 when conn already had this (conv, seq) routed to it, else
- * records it and returns 0. Out of memory, nothing is filtered. */
-static int seen_before(gw_conn_t *conn, uint64_t conv, int64_t seq)
-{
-    struct gw_seen_s *s = conn->seen;
-    if (s == NULL && (s = conn->seen = calloc(1, sizeof(*s))) == NULL)
-        return 0;
-    for (unsigned i = 0; i < SEEN_SLOTS; i++) {
-        if (s->conv[i] == conv) {
-            if (seq <= s->seq[i])
-                return 1;
-            s->seq[i] = seq;
-            return 0;
-        }
-    }
-    s->conv[s->next] = conv;
-    s->seq[s->next] = seq;
-    s->next = (s->next + 1) % SEEN_SLOTS;
-    return 0;
-}
-
 /* Writes each routed line "<user> <exclude>\t<frame>\n" to the user's local
- * connections but the excluded one, except a repeat (above). */
+ * connections but the excluded one, except a repeat (gw-seen.h). */
 static void deliver(gw_t *gw, const char *p, size_t len)
 {
     const char *end = p + len;
@@ -275,12 +198,13 @@ static void deliver(gw_t *gw, const char *p, size_t len)
         gw_map_entry_t *e = gw_map_get(&gw->users, user);
         uint64_t conv = 0;
         int64_t seq = 0;
-        int sequenced = e != NULL && frame_seq(tab + 1, (size_t)(nl - tab - 1), &conv, &seq) == 0;
+        int sequenced =
+            e != NULL && gw_seen_frame_seq(tab + 1, (size_t)(nl - tab - 1), &conv, &seq) == 0;
         for (gw_conn_t *c = e ? e->value : NULL, *next; c != NULL; c = next) {
             next = c->user_next; /* sending may close c */
             if (strcmp(c->id, excl) == 0)
                 continue;
-            if (sequenced && seen_before(c, conv, seq)) {
+            if (sequenced && gw_seen_repeat(&c->seen, conv, seq)) {
                 gw->metrics.routed_repeats++;
                 continue;
             }

@@ -61,7 +61,7 @@ struct gw_conn_s {
     gw_frame_t *pending_head; /* frames waiting while blocked */
     gw_frame_t *pending_tail;
     gw_sync_t *sync;
-    struct gw_seen_s *seen; /* last live seq per conversation (gw-presence.c); lazily */
+    struct gw_seen_s *seen; /* last routed seq per conversation (gw-seen.h); lazily */
     int pending_n;
     unsigned writing : 1;
     unsigned dirty : 1;
@@ -128,10 +128,6 @@ struct gw_s {
     int pres_inflight;
     char readbuf[65536];
 };
-
-/* gw-presence.c */
-/* Frees what deliver() remembered for conn. */
-void gw_presence_seen_free(gw_conn_t *conn);
 
 /* gw-conn.c */
 int gw_conn_accept(gw_t *gw);
