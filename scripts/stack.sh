@@ -202,7 +202,7 @@ start_ferretdb() {
   log "starting ferretdb on 127.0.0.1:$MONGO_PORT"
   nohup "$FERRETDB_BIN" --handler=sqlite \
     --sqlite-url="file:$STACK_DIR/ferretdb/" \
-    --listen-addr="127.0.0.1:$MONGO_PORT" --debug-addr=- \
+    --listen-addr="127.0.0.1:$MONGO_PORT" --debug-addr=- --state-dir="$STACK_DIR/ferretdb" \
     --telemetry=disable --log-level=warn \
     >>"$STACK_DIR/logs/ferretdb.log" 2>&1 </dev/null &
   echo $! >"$pidf"
