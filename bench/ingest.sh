@@ -19,14 +19,14 @@
 #      (Debian's librdkafka-dev ships that example's source without the
 #      internal headers it needs, so it cannot be built here).
 # Prints both rates and their ratio (the target is >= 80%).
-# Settings: BENCH_CONNS (1000), BENCH_WINDOW (64), BENCH_DURATION_S (20),
+# Settings: BENCH_CONNS (1000), BENCH_WINDOW (16), BENCH_DURATION_S (20),
 # BENCH_WARMUP_S (5), BENCH_BODY (100), BENCH_GATEWAYS (1).
 # Results: $BENCH_DIR/results/ingest-{gateway,raw}.json and ingest.txt.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CONNS=${BENCH_CONNS:-1000}
-WINDOW=${BENCH_WINDOW:-64}
+WINDOW=${BENCH_WINDOW:-16}
 DURATION=${BENCH_DURATION_S:-20}
 WARMUP=${BENCH_WARMUP_S:-5}
 BODY=${BENCH_BODY:-100}
