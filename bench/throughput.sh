@@ -5,7 +5,7 @@
 #   bench/throughput.sh [RATE ...]       (default: 250 500 1000 2000 5000 10000 20000 50000)
 #
 # Two gateways and two consumers on a private stack; chat-loadgen with
-# BENCH_CONNS connections (default 2000: 1,000 pairs, the two users of a
+# BENCH_CONNS connections (default 200: 100 pairs, the two users of a
 # pair always on different gateways, so every message crosses them) sends
 # at each RATE in turn for BENCH_WARMUP_S + BENCH_DURATION_S seconds. A rate
 # is *sustained* when every acknowledged message arrived exactly once, the
@@ -26,7 +26,7 @@ set -euo pipefail
 
 RATES=("$@")
 [ ${#RATES[@]} -gt 0 ] || RATES=(250 500 1000 2000 5000 10000 20000 50000)
-CONNS=${BENCH_CONNS:-2000}
+CONNS=${BENCH_CONNS:-200}
 DURATION=${BENCH_DURATION_S:-20}
 WARMUP=${BENCH_WARMUP_S:-5}
 BATCH_MAX=${BENCH_BATCH_MAX:-500}
