@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -349,7 +350,10 @@ static int upgrade(gw_conn_t *conn, const char *rest, size_t rest_len)
     gw_conn_send_raw(conn, resp, (size_t)n);
     gw_http_free(conn->http);
     conn->http = NULL;
-    return gw_ws_start(conn, rest, rest_len);
+    /* rest lies in the loop's read buffer or in a leftover buffer that
+     * gw_http_resume owns until feed returns: both writable, and the
+     * WebSocket side unmasks frames in place. */
+    return gw_ws_start(conn, (char *)(uintptr_t)rest, rest_len);
 }
 
 static void handle_metrics(gw_conn_t *conn)

@@ -172,8 +172,12 @@ void gw_http_error(gw_conn_t *conn, int status, const char *code, const char *me
 void gw_http_resume(gw_conn_t *conn);
 
 /* gw-ws.c */
-int gw_ws_start(gw_conn_t *conn, const char *rest, size_t rest_len);
-void gw_ws_on_read(gw_conn_t *conn, const char *data, size_t len);
+/* Starts the WebSocket session; rest (bytes read past the upgrade) is
+ * handled as a read. */
+int gw_ws_start(gw_conn_t *conn, char *rest, size_t rest_len);
+/* Handles bytes read on a WebSocket connection. data is modified in place
+ * (frames are unmasked where they lie). */
+void gw_ws_on_read(gw_conn_t *conn, char *data, size_t len);
 void gw_ws_free(gw_conn_t *conn);
 /* Writes a server frame header + payload into out. */
 int gw_ws_encode(chat_buf_t *out, int opcode, const char *data, size_t len);

@@ -229,8 +229,60 @@ static int ws_create(gw_conn_t *conn)
     return 0;
 }
 
-void gw_ws_on_read(gw_conn_t *conn, const char *data, size_t len)
+/* The common case without wslay: a read that starts at a message boundary
+ * with whole, unfragmented, masked text frames of up to 65,535 bytes (a
+ * client's messages are small, and each usually arrives in one segment).
+ * Each such frame is unmasked in place (the loop's read buffer is ours until
+ * this returns) and handled at once: no wslay context, no copy, no
+ * allocation. The first byte that is anything else (a control frame, a
+ * fragment, a frame cut by the read, RSV bits, an unmasked or too large
+ * frame, invalid UTF-8) stops it, and wslay takes over from there, which
+ * answers or refuses exactly as for any other frame. Returns the bytes
+ * consumed. */
+static size_t fast_frames(gw_conn_t *conn, char *data, size_t len)
 {
+    size_t off = 0;
+    uint64_t max = (uint64_t)conn->gw->cfg->max_frame;
+    while (conn->ws == NULL && conn->state == GW_CONN_WS && conn->frame_left == 0 &&
+           conn->hdr_len == 0 && !conn->in_msg && len - off >= 6) {
+        unsigned char *p = (unsigned char *)data + off;
+        if (p[0] != 0x81 || (p[1] & 0x80) == 0)
+            break; /* not FIN + text without RSV, or not masked */
+        size_t hl = 2;
+        uint64_t plen = p[1] & 0x7f;
+        if (plen == 127)
+            break;
+        if (plen == 126) {
+            if (len - off < 8)
+                break;
+            plen = ((uint64_t)p[2] << 8) | p[3];
+            hl = 4;
+        }
+        if (plen > max || len - off - hl - 4 < plen)
+            break;
+        const unsigned char *mask = p + hl;
+        unsigned char *payload = p + hl + 4;
+        for (size_t i = 0; i < plen; i++)
+            payload[i] ^= mask[i & 3];
+        if (!utf8_valid(payload, (size_t)plen)) {
+            for (size_t i = 0; i < plen; i++) /* as it was, for wslay */
+                payload[i] ^= mask[i & 3];
+            break;
+        }
+        conn->gw->metrics.frames_in++;
+        gw_frames_handle(conn, (const char *)payload, (size_t)plen);
+        off += hl + 4 + (size_t)plen;
+    }
+    return off;
+}
+
+void gw_ws_on_read(gw_conn_t *conn, char *data, size_t len)
+{
+    size_t done = fast_frames(conn, data, len);
+    if (done == len || conn->state != GW_CONN_WS)
+        return;
+    data += done;
+    len -= done;
     /* A context lives only while traffic needs one: an idle connection
      * keeps none of wslay's buffers. */
     if (conn->ws == NULL && ws_create(conn) != 0) {
@@ -249,7 +301,7 @@ void gw_ws_on_read(gw_conn_t *conn, const char *data, size_t len)
         gw_ws_free(conn);
 }
 
-int gw_ws_start(gw_conn_t *conn, const char *rest, size_t rest_len)
+int gw_ws_start(gw_conn_t *conn, char *rest, size_t rest_len)
 {
     gw_t *gw = conn->gw;
     conn->state = GW_CONN_WS;
