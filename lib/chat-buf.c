@@ -59,27 +59,40 @@ int chat_buf_append_str(chat_buf_t *b, const char *s)
 
 int chat_buf_printf(chat_buf_t *b, const char *fmt, ...)
 {
+    /* Formats straight into the free space, and only when that is too small
+     * grows the buffer and formats again: one pass in the common case. */
     va_list ap;
+    size_t room = b->cap - b->len;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(room > 0 ? b->data + b->len : NULL, room, fmt, ap);
     va_end(ap);
     if (n < 0)
         return CHAT_EINVAL;
-    int rc = chat_buf_reserve(b, (size_t)n + 1);
-    if (rc != 0)
-        return rc;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+    if ((size_t)n >= room) {
+        int rc = chat_buf_reserve(b, (size_t)n + 1);
+        if (rc != 0)
+            return rc;
+        va_start(ap, fmt);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
     b->len += (size_t)n;
     return 0;
 }
 
 int chat_buf_append_i64(chat_buf_t *b, int64_t v)
 {
-    char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "%lld", (long long)v);
-    return chat_buf_append(b, tmp, (size_t)n);
+    /* Digits from the end of a small buffer: no printf on the hot paths
+     * (envelopes, frames) that write several numbers per message. */
+    char tmp[24], *e = tmp + sizeof(tmp), *p = e;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        *--p = '-';
+    return chat_buf_append(b, p, (size_t)(e - p));
 }
 
 int chat_buf_append_json_str(chat_buf_t *b, const char *s, size_t n)
@@ -100,6 +113,13 @@ int chat_buf_append_json_str(chat_buf_t *b, const char *s, size_t n)
         return rc;
     char *o = b->data + b->len;
     *o++ = '"';
+    if (need == n + 2) {
+        /* Nothing to escape (the usual case): one copy. */
+        memcpy(o, s, n);
+        o[n] = '"';
+        b->len += need;
+        return 0;
+    }
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         switch (c) {

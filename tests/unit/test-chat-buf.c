@@ -141,6 +141,33 @@ static void test_printf_formats(void **state)
     assert_buf_equal(b, "seq=42/conv");
 }
 
+static void test_printf_grows_past_capacity(void **state)
+{
+    (void)state;
+    chat_buf_t b;
+    chat_buf_init(&b, 4096);
+    assert_chat_ok(chat_buf_append_str(&b, "ab"));
+    size_t room = b.cap - b.len;
+    /* Longer than the free space: formatted again after growing, whole. */
+    char want[600];
+    memset(want, 'x', room + 100);
+    want[room + 100] = '\0';
+    assert_chat_ok(chat_buf_printf(&b, "%s|%d", want, -7));
+    assert_int_equal(b.len, 2 + room + 100 + 3);
+    assert_memory_equal(b.data, "ab", 2);
+    assert_memory_equal(b.data + 2, want, room + 100);
+    assert_memory_equal(b.data + 2 + room + 100, "|-7", 3);
+    /* Exactly the free space minus the terminator: no growth needed. */
+    chat_buf_reset(&b);
+    size_t cap = b.cap;
+    memset(want, 'y', cap - 1);
+    want[cap - 1] = '\0';
+    assert_chat_ok(chat_buf_printf(&b, "%s", want));
+    assert_int_equal(b.len, cap - 1);
+    assert_int_equal(b.cap, cap);
+    chat_buf_close(&b);
+}
+
 static void test_printf_past_max_is_too_big(void **state)
 {
     (void)state;
@@ -263,6 +290,7 @@ int main(void)
         cmocka_unit_test(test_cap_never_exceeds_max),
         BUF_TEST(test_empty_append_succeeds),
         BUF_TEST(test_printf_formats),
+        cmocka_unit_test(test_printf_grows_past_capacity),
         cmocka_unit_test(test_printf_past_max_is_too_big),
         BUF_TEST(test_append_i64_extremes),
         BUF_TEST(test_json_str_plain),
