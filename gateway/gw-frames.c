@@ -8,6 +8,7 @@
 #include "chat-envelope.h"
 #include "chat-error.h"
 #include "chat-log.h"
+#include "gw-json.h"
 #include "gw-private.h"
 
 enum { FRAME_DONE = 0, FRAME_BLOCKED = 1 };
@@ -19,6 +20,51 @@ static const char *get_str(json_t *root, const char *key, size_t *len)
         return NULL;
     *len = json_string_length(v);
     return json_string_value(v);
+}
+
+/* A client frame as the handlers see it: read by the flat reader
+ * (gw-json.h) when it could, else by jansson. Strings are NUL-terminated
+ * either way. */
+typedef struct frame_s {
+    json_t *root;               /* jansson's tree, or NULL */
+    const gw_json_flat_t *flat; /* the flat reading, when root is NULL */
+} frame_t;
+
+/* The string field key (and its length), or NULL if absent or another type. */
+static const char *f_str(const frame_t *f, const char *key, size_t *len)
+{
+    if (f->root != NULL)
+        return get_str(f->root, key, len);
+    const gw_json_member_t *m = gw_json_flat_get(f->flat, key);
+    if (m == NULL || m->type != GW_JSON_STRING)
+        return NULL;
+    *len = m->len;
+    return m->str;
+}
+
+/* 1 if the frame has field key, whatever its type. */
+static int f_has(const frame_t *f, const char *key)
+{
+    if (f->root != NULL)
+        return json_object_get(f->root, key) != NULL;
+    return gw_json_flat_get(f->flat, key) != NULL;
+}
+
+/* 1 and *v if field key is an integer, else 0. */
+static int f_int(const frame_t *f, const char *key, int64_t *v)
+{
+    if (f->root != NULL) {
+        json_t *j = json_object_get(f->root, key);
+        if (!json_is_integer(j))
+            return 0;
+        *v = (int64_t)json_integer_value(j);
+        return 1;
+    }
+    const gw_json_member_t *m = gw_json_flat_get(f->flat, key);
+    if (m == NULL || m->type != GW_JSON_INT)
+        return 0;
+    *v = m->num;
+    return 1;
 }
 
 /* Returns FRAME_BLOCKED when membership must be asked of the store first. */
@@ -62,13 +108,14 @@ static int produce(gw_conn_t *conn, chat_event_t *ev)
 
 /* send, edit and delete: all carry an optional cid that makes them
  * idempotent, and all are answered `sent`. */
-static int handle_change(gw_conn_t *conn, json_t *root, chat_event_type_t type)
+static int handle_change(gw_conn_t *conn, const frame_t *f, chat_event_type_t type)
 {
     size_t conv_len = 0, cid_len = 0, body_len = 0;
-    const char *conv = get_str(root, "conv", &conv_len);
-    const char *cid = get_str(root, "cid", &cid_len);
-    const char *body = get_str(root, "body", &body_len);
-    json_t *target = json_object_get(root, "target");
+    const char *conv = f_str(f, "conv", &conv_len);
+    const char *cid = f_str(f, "cid", &cid_len);
+    const char *body = f_str(f, "body", &body_len);
+    int64_t target = 0;
+    int has_target = f_int(f, "target", &target);
     const char *cid_echo = cid != NULL && chat_name_valid(cid, cid_len) ? cid : NULL;
     chat_event_t ev;
 
@@ -76,7 +123,7 @@ static int handle_change(gw_conn_t *conn, json_t *root, chat_event_type_t type)
         gw_conn_send_error(conn, "bad_frame", "conv must be a conversation id", cid_echo, 0);
         return FRAME_DONE;
     }
-    if (json_object_get(root, "cid") != NULL && cid_echo == NULL) {
+    if (f_has(f, "cid") && cid_echo == NULL) {
         gw_conn_send_error(conn, "bad_frame", "cid must be 1-64 of [A-Za-z0-9_.:-]", NULL, 0);
         return FRAME_DONE;
     }
@@ -84,7 +131,7 @@ static int handle_change(gw_conn_t *conn, json_t *root, chat_event_type_t type)
         gw_conn_send_error(conn, "bad_frame", "body must be a non-empty string", cid_echo, 0);
         return FRAME_DONE;
     }
-    if (type != CHAT_EV_MESSAGE && (!json_is_integer(target) || json_integer_value(target) < 1)) {
+    if (type != CHAT_EV_MESSAGE && (!has_target || target < 1)) {
         gw_conn_send_error(conn, "bad_frame", "target must be the seq of a message", cid_echo, 0);
         return FRAME_DONE;
     }
@@ -117,16 +164,16 @@ static int handle_change(gw_conn_t *conn, json_t *root, chat_event_type_t type)
         ev.body_len = body_len;
     }
     if (type != CHAT_EV_MESSAGE)
-        ev.target = json_integer_value(target);
+        ev.target = target;
     produce(conn, &ev);
     return FRAME_DONE;
 }
 
-static int handle_typing(gw_conn_t *conn, json_t *root)
+static int handle_typing(gw_conn_t *conn, const frame_t *f)
 {
     size_t conv_len = 0, state_len = 0;
-    const char *conv = get_str(root, "conv", &conv_len);
-    const char *state = get_str(root, "state", &state_len);
+    const char *conv = f_str(f, "conv", &conv_len);
+    const char *state = f_str(f, "state", &state_len);
     int start = state != NULL && strcmp(state, "start") == 0;
     if (conv == NULL || !chat_name_valid(conv, conv_len) || state == NULL ||
         (!start && strcmp(state, "stop") != 0)) {
@@ -150,15 +197,14 @@ static int handle_typing(gw_conn_t *conn, json_t *root)
     return FRAME_DONE;
 }
 
-static int handle_receipt(gw_conn_t *conn, json_t *root, chat_event_type_t type)
+static int handle_receipt(gw_conn_t *conn, const frame_t *f, chat_event_type_t type)
 {
     size_t conv_len = 0;
-    const char *conv = get_str(root, "conv", &conv_len);
-    json_t *upto = json_object_get(root, "upto");
+    const char *conv = f_str(f, "conv", &conv_len);
+    int64_t upto = 0;
     chat_event_t ev;
 
-    if (conv == NULL || !chat_name_valid(conv, conv_len) || !json_is_integer(upto) ||
-        json_integer_value(upto) < 1) {
+    if (conv == NULL || !chat_name_valid(conv, conv_len) || !f_int(f, "upto", &upto) || upto < 1) {
         gw_conn_send_error(conn, "bad_frame", "conv and upto (a seq >= 1) are required", NULL, 0);
         return FRAME_DONE;
     }
@@ -172,15 +218,16 @@ static int handle_receipt(gw_conn_t *conn, json_t *root, chat_event_type_t type)
     memcpy(ev.conv, conv, conv_len + 1);
     memcpy(ev.from, conn->user, sizeof(ev.from));
     memcpy(ev.dev, conn->id, sizeof(ev.dev));
-    ev.upto = json_integer_value(upto);
+    ev.upto = upto;
     produce(conn, &ev);
     return FRAME_DONE;
 }
 
-static int handle_sync(gw_conn_t *conn, json_t *root)
+static int handle_sync(gw_conn_t *conn, const frame_t *f)
 {
-    json_t *have = json_object_get(root, "have");
-    if (have != NULL && !json_is_object(have)) {
+    /* A flat frame has no objects: a "have" in one is not a map. */
+    json_t *have = f->root != NULL ? json_object_get(f->root, "have") : NULL;
+    if ((f->root == NULL && f_has(f, "have")) || (have != NULL && !json_is_object(have))) {
         gw_conn_send_error(conn, "bad_frame", "have must map conversation ids to seqs", NULL, 0);
         return FRAME_DONE;
     }
@@ -210,35 +257,44 @@ static int process(gw_conn_t *conn, const char *data, size_t len)
 {
     json_error_t jerr;
     int rc = FRAME_DONE;
-    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!json_is_object(root)) {
-        gw_conn_send_error(conn, "bad_frame", "a frame is one JSON object", NULL, 0);
-        goto done;
+    gw_json_flat_t flat;
+    frame_t f = {NULL, &flat};
+    size_t t_len = 0;
+    /* The flat reader works on a copy (it writes NULs, and a blocked frame
+     * is kept as it came); only when it gives up does jansson parse. */
+    chat_buf_t *copy = &conn->gw->framebuf;
+    chat_buf_reset(copy);
+    if (chat_buf_append(copy, data, len) != 0 || gw_json_flat_read(copy->data, len, &flat) != 0) {
+        f.root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(f.root)) {
+            gw_conn_send_error(conn, "bad_frame", "a frame is one JSON object", NULL, 0);
+            goto done;
+        }
     }
-    const char *t = json_string_value(json_object_get(root, "t"));
+    const char *t = f_str(&f, "t", &t_len);
     if (t == NULL) {
         gw_conn_send_error(conn, "bad_frame", "t (the frame type) is required", NULL, 0);
     } else if (strcmp(t, "send") == 0) {
-        rc = handle_change(conn, root, CHAT_EV_MESSAGE);
+        rc = handle_change(conn, &f, CHAT_EV_MESSAGE);
     } else if (strcmp(t, "edit") == 0) {
-        rc = handle_change(conn, root, CHAT_EV_EDIT);
+        rc = handle_change(conn, &f, CHAT_EV_EDIT);
     } else if (strcmp(t, "delete") == 0) {
-        rc = handle_change(conn, root, CHAT_EV_DELETE);
+        rc = handle_change(conn, &f, CHAT_EV_DELETE);
     } else if (strcmp(t, "typing") == 0) {
-        rc = handle_typing(conn, root);
+        rc = handle_typing(conn, &f);
     } else if (strcmp(t, "delivered") == 0) {
-        rc = handle_receipt(conn, root, CHAT_EV_DELIVERED);
+        rc = handle_receipt(conn, &f, CHAT_EV_DELIVERED);
     } else if (strcmp(t, "read") == 0) {
-        rc = handle_receipt(conn, root, CHAT_EV_READ);
+        rc = handle_receipt(conn, &f, CHAT_EV_READ);
     } else if (strcmp(t, "sync") == 0) {
-        rc = handle_sync(conn, root);
+        rc = handle_sync(conn, &f);
     } else if (strcmp(t, "ping") == 0) {
         gw_conn_send_text(conn, "{\"t\":\"pong\"}", 12);
     } else {
         gw_conn_send_error(conn, "unknown_type", "unknown frame type", NULL, 0);
     }
 done:
-    json_decref(root);
+    json_decref(f.root);
     return rc;
 }
 

@@ -111,8 +111,9 @@ struct gw_s {
     gw_map_t users;   /* user -> first gw_conn_t of that user */
     gw_map_t members; /* "conv/user" -> aux: expiry ms, value: 1 member / 2 not */
     gw_conn_t *dirty_head;
-    chat_buf_t scratch; /* short-lived frames built on the loop */
-    chat_buf_t encbuf;  /* envelopes being produced */
+    chat_buf_t scratch;  /* short-lived frames built on the loop */
+    chat_buf_t encbuf;   /* envelopes being produced */
+    chat_buf_t framebuf; /* a client frame being read (gw-frames.c) */
     gw_metrics_t metrics;
     chat_bucket_t conn_bucket; /* new sessions per second */
     gw_map_t conv_members;     /* conv -> member list (typing), aux: expiry */

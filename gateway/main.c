@@ -112,6 +112,7 @@ static int run(gw_config_t *cfg, const char *id)
     gw->web = gw_static_new(cfg->web_root);
     chat_buf_init(&gw->scratch, 8 << 20);
     chat_buf_init(&gw->encbuf, 8 << 20);
+    chat_buf_init(&gw->framebuf, (size_t)cfg->max_frame);
 
     if (gw_store_start(gw, &err) != 0 || gw_producer_start(gw, &err) != 0 ||
         gw_presence_start(gw, &err) != 0) {
@@ -170,6 +171,7 @@ out:
     gw_static_destroy(gw->web);
     chat_buf_close(&gw->scratch);
     chat_buf_close(&gw->encbuf);
+    chat_buf_close(&gw->framebuf);
     free(gw->slots);
     free(gw->gens);
     free(gw->free_slots);

@@ -189,6 +189,13 @@ step "end-to-end tests (pytest tests/e2e)"
 RAN_PYTEST=1
 "$VENV/bin/python" -m pytest tests/e2e -p no:cacheprovider -rfE \
   --junitxml="$LOGS/pytest-junit.xml" 2>&1 | tee "$LOGS/pytest.log"
+PYTEST_RC=${PIPESTATUS[0]}
+# 1 means tests failed, and the JUnit file names them; anything else
+# (no tests collected, a usage error, an internal error, an interruption)
+# is a failed run that the JUnit file may not show.
+if [ "$PYTEST_RC" != 0 ] && [ "$PYTEST_RC" != 1 ]; then
+  record "e2e: pytest exited with status $PYTEST_RC" fail "${LOGS#"$REPO"/}/pytest.log"
+fi
 # The programs under test ran with ASan/UBSan: a report in their logs is a bug
 # even when every test passed (leaks show only at exit).
 SAN_LOGS=$(grep -l -E 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' \
