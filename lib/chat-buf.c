@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,8 +101,20 @@ int chat_buf_append_json_str(chat_buf_t *b, const char *s, size_t n)
     static const char hex[] = "0123456789abcdef";
     /* Reserve what this string needs, not the worst case (every byte as
      * \u00XX): a string whose escaped form fits must not be refused. */
-    size_t need = 2;
-    for (size_t i = 0; i < n; i++) {
+    size_t need = 2, i = 0;
+    /* Eight bytes at a time while none needs escaping (no byte below 0x20,
+     * no quote, no backslash): the usual text. */
+    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w, q, bs;
+        memcpy(&w, s + i, 8);
+        q = w ^ (ones * '"');
+        bs = w ^ (ones * '\\');
+        if ((((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & highs)
+            break;
+        need += 8;
+    }
+    for (; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t')
             need += 2;
@@ -120,7 +133,7 @@ int chat_buf_append_json_str(chat_buf_t *b, const char *s, size_t n)
         b->len += need;
         return 0;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         switch (c) {
         case '"':

@@ -227,6 +227,38 @@ static void test_json_str_escapes_other_controls_as_u00xx(void **state)
     assert_buf_equal(b, "\"\\u0001\\u001f\\u0008\\u000c\\u0000x\"");
 }
 
+/* Long strings are checked eight bytes at a time: an escape anywhere, at
+ * every position in a word, is still found. */
+static void test_json_str_finds_escapes_at_every_offset(void **state)
+{
+    chat_buf_t *b = *state;
+    static const char specials[] = {'"', '\\', '\n', '\x01', '\x1f'};
+    for (size_t k = 0; k < sizeof(specials); k++) {
+        for (size_t pos = 0; pos < 40; pos++) {
+            char s[40], want[64];
+            memset(s, 'a', sizeof(s));
+            s[pos] = specials[k];
+            const char *esc = specials[k] == '"'    ? "\\\""
+                              : specials[k] == '\\' ? "\\\\"
+                              : specials[k] == '\n' ? "\\n"
+                              : specials[k] == 1    ? "\\u0001"
+                                                    : "\\u001f";
+            snprintf(want, sizeof(want), "\"%.*s%s%.*s\"", (int)pos, s, esc,
+                     (int)(sizeof(s) - pos - 1), s + pos + 1);
+            chat_buf_reset(b);
+            assert_chat_ok(chat_buf_append_json_str(b, s, sizeof(s)));
+            assert_buf_equal(b, want);
+        }
+    }
+    /* High bytes never need escaping, however many. */
+    char hi[33];
+    memset(hi, 0xa0, 32);
+    hi[32] = '\0';
+    chat_buf_reset(b);
+    assert_chat_ok(chat_buf_append_json_str(b, hi, 32));
+    assert_int_equal(b->len, 34);
+}
+
 static void test_json_str_keeps_utf8_and_del(void **state)
 {
     chat_buf_t *b = *state;
@@ -298,6 +330,7 @@ int main(void)
         BUF_TEST(test_json_str_escapes_quote_and_backslash),
         BUF_TEST(test_json_str_escapes_whitespace_controls),
         BUF_TEST(test_json_str_escapes_other_controls_as_u00xx),
+        BUF_TEST(test_json_str_finds_escapes_at_every_offset),
         BUF_TEST(test_json_str_keeps_utf8_and_del),
         cmocka_unit_test(test_json_str_that_fits_exactly_succeeds),
         cmocka_unit_test(test_json_str_that_does_not_fit_is_too_big),
