@@ -134,24 +134,20 @@ bench_stop_all() {
 bench_tree_pids() {
   ps -o pid= -s "$1" 2>/dev/null | tr -s ' \n' ' '
 }
+# bench_sum_proc PID FILE AWK: the sum over a gateway's processes of what
+# AWK prints from /proc/<pid>/FILE.
+bench_sum_proc() {
+  local sum=0 p v
+  for p in $(bench_tree_pids "$1"); do
+    v=$(awk "$3" "/proc/$p/$2" 2>/dev/null || echo 0)
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
 # Resident memory of those processes together, KiB.
-bench_rss_kib() {
-  local sum=0 p v
-  for p in $(bench_tree_pids "$1"); do
-    v=$(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
-    sum=$((sum + ${v:-0}))
-  done
-  echo "$sum"
-}
+bench_rss_kib() { bench_sum_proc "$1" status '/^VmRSS/ {print $2}'; }
 # CPU time of those processes together, clock ticks (utime + stime).
-bench_cpu_ticks() {
-  local sum=0 p v
-  for p in $(bench_tree_pids "$1"); do
-    v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
-    sum=$((sum + ${v:-0}))
-  done
-  echo "$sum"
-}
+bench_cpu_ticks() { bench_sum_proc "$1" stat '{print $14 + $15}'; }
 # Kernel memory in sockets: TCP buffer pages (sockstat) and the slab caches
 # that hold socket structures, KiB.
 bench_kernel_sock_kib() {

@@ -3,8 +3,11 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sodium.h>
 #include <string.h>
 #include <time.h>
+
+#include "chat-log.h"
 
 raw_sender_t *raw_senders_new(const char *prefix, int64_t n, chat_error_t *err)
 {
@@ -52,5 +55,29 @@ int raw_json_write(json_t *obj, const char *path, chat_error_t *err)
     json_decref(obj);
     if (rc != 0)
         return chat_error_set(err, CHAT_EIO, "cannot write %s: %s", path, strerror(errno));
+    return 0;
+}
+
+int raw_start(const char *program, const chat_conf_entry_t *table, size_t n, void *cfg,
+              const char *const *log_level, int argc, char **argv)
+{
+    chat_error_t err;
+    int rc = chat_config_load(table, n, cfg, argc, argv, &err);
+    if (rc == 1)
+        return 1;
+    if (rc != 0) {
+        fprintf(stderr, "%s: %s\n", program, err.message);
+        return 2;
+    }
+    if (chat_log_level_parse(*log_level) < 0) {
+        fprintf(stderr, "%s: log_level: '%s' is not error, warn, info or debug\n", program,
+                *log_level);
+        return 2;
+    }
+    chat_log_init(program, chat_log_level_parse(*log_level));
+    if (sodium_init() < 0) {
+        fprintf(stderr, "%s: libsodium failed to start\n", program);
+        return 2;
+    }
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chat-config.h"
 #include "chat-error.h"
 #include "chat-id.h"
 
@@ -24,6 +25,13 @@ typedef struct raw_sender_s {
  * with err set: CHAT_EINVAL when a name would not be a valid id (the
  * prefix too long or of the wrong characters), CHAT_ENOMEM. */
 raw_sender_t *raw_senders_new(const char *prefix, int64_t n, chat_error_t *err);
+
+/* A tool's start: reads its options (table, into cfg) from argv and the
+ * environment, checks *log_level (a field of cfg, read after loading),
+ * starts logging and libsodium (the ids). Returns 0 to go on, 1 when
+ * --help was printed (exit 0), 2 after printing why it cannot start. */
+int raw_start(const char *program, const chat_conf_entry_t *table, size_t n, void *cfg,
+              const char *const *log_level, int argc, char **argv);
 
 /* Microseconds of CLOCK_MONOTONIC. */
 uint64_t raw_mono_us(void);

@@ -11,7 +11,6 @@
  * bulks alone. Exit status: 0 when every document was inserted, 1 on any
  * write error, 2 when the run could not be done as asked. */
 #include <mongoc/mongoc.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +18,6 @@
 #include "chat-config.h"
 #include "chat-error.h"
 #include "chat-id.h"
-#include "chat-log.h"
 #include "chat-mongo.h"
 #include "raw-common.h"
 
@@ -365,23 +363,10 @@ int main(int argc, char **argv)
     int status = 2;
 
     memset(&cfg, 0, sizeof(cfg));
-    int rc = chat_config_load(table, sizeof(table) / sizeof(table[0]), &cfg, argc, argv, &err);
-    if (rc == 1)
-        return 0;
-    if (rc != 0) {
-        fprintf(stderr, PROGRAM ": %s\n", err.message);
-        return 2;
-    }
-    if (chat_log_level_parse(cfg.log_level) < 0) {
-        fprintf(stderr, PROGRAM ": log_level: '%s' is not error, warn, info or debug\n",
-                cfg.log_level);
-        return 2;
-    }
-    chat_log_init(PROGRAM, chat_log_level_parse(cfg.log_level));
-    if (sodium_init() < 0) {
-        fprintf(stderr, PROGRAM ": libsodium failed to start\n");
-        return 2;
-    }
+    int rc = raw_start(PROGRAM, table, sizeof(table) / sizeof(table[0]), &cfg, &cfg.log_level, argc,
+                       argv);
+    if (rc != 0)
+        return rc == 1 ? 0 : 2;
     chat_mongo_global_init();
     if ((uri = uri_new(cfg.mongo_uri, &err)) == NULL)
         goto fail;

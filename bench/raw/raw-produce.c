@@ -11,7 +11,6 @@
  * delivery report. Exit status: 0 when every message was acknowledged, 1
  * when any failed, 2 when the run could not be done as asked. */
 #include <jansson.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -420,23 +419,10 @@ int main(int argc, char **argv)
     memset(&cfg, 0, sizeof(cfg));
     memset(&counts, 0, sizeof(counts));
     memset(&pl, 0, sizeof(pl));
-    int rc = chat_config_load(table, sizeof(table) / sizeof(table[0]), &cfg, argc, argv, &err);
-    if (rc == 1)
-        return 0;
-    if (rc != 0) {
-        fprintf(stderr, PROGRAM ": %s\n", err.message);
-        return 2;
-    }
-    if (chat_log_level_parse(cfg.log_level) < 0) {
-        fprintf(stderr, PROGRAM ": log_level: '%s' is not error, warn, info or debug\n",
-                cfg.log_level);
-        return 2;
-    }
-    chat_log_init(PROGRAM, chat_log_level_parse(cfg.log_level));
-    if (sodium_init() < 0) {
-        fprintf(stderr, PROGRAM ": libsodium failed to start\n");
-        return 2;
-    }
+    int rc = raw_start(PROGRAM, table, sizeof(table) / sizeof(table[0]), &cfg, &cfg.log_level, argc,
+                       argv);
+    if (rc != 0)
+        return rc == 1 ? 0 : 2;
     if ((senders = raw_senders_new(cfg.conv_prefix, cfg.convs, &err)) == NULL ||
         payloads_init(&pl, &cfg, senders, &err) != 0)
         goto fail;
