@@ -11,6 +11,7 @@
  * delivery report. Exit status: 0 when every message was acknowledged, 1
  * when any failed, 2 when the run could not be done as asked. */
 #include <jansson.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
