@@ -2,7 +2,7 @@
 # Benchmark 2 (issue 5): the highest sustained end-to-end 1:1 rate with zero
 # loss, and latency at a fixed rate.
 #
-#   bench/throughput.sh [RATE ...]       (default: 250 500 1000 2000 5000 10000 20000 50000)
+#   bench/throughput.sh [RATE ...]       (default: 50 100 200 500 1000 2000 5000 10000 20000 50000)
 #
 # Two gateways and two consumers on a private stack; chat-loadgen with
 # BENCH_CONNS connections (default 200: 100 pairs, the two users of a
@@ -25,7 +25,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 RATES=("$@")
-[ ${#RATES[@]} -gt 0 ] || RATES=(250 500 1000 2000 5000 10000 20000 50000)
+[ ${#RATES[@]} -gt 0 ] || RATES=(50 100 200 500 1000 2000 5000 10000 20000 50000)
 CONNS=${BENCH_CONNS:-200}
 DURATION=${BENCH_DURATION_S:-20}
 WARMUP=${BENCH_WARMUP_S:-5}
