@@ -157,11 +157,6 @@ bench_kernel_sock_kib() {
   echo "$((pages * 4)) $slab"
 }
 
-# Mints an HS256 token for USER with the bench secret (for curl-less setup).
-bench_token() {
-  CHAT_JWT_SECRET=$BENCH_SECRET "$BENCH_BUILD/gateway/chat-token" "$1"
-}
-
 bench_finish() {
   bench_stop_all
   bench_stack_down

@@ -4,7 +4,6 @@
 #include <limits.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -314,7 +313,7 @@ static int path_is(const gw_http_t *h, const char *path)
     return h->url.len >= n && strncmp(u, path, n) == 0 && (h->url.len == n || u[n] == '?');
 }
 
-static int upgrade(gw_conn_t *conn, const char *rest, size_t rest_len)
+static int upgrade(gw_conn_t *conn, char *rest, size_t rest_len)
 {
     gw_http_t *h = conn->http;
     static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -350,10 +349,7 @@ static int upgrade(gw_conn_t *conn, const char *rest, size_t rest_len)
     gw_conn_send_raw(conn, resp, (size_t)n);
     gw_http_free(conn->http);
     conn->http = NULL;
-    /* rest lies in the loop's read buffer or in a leftover buffer that
-     * gw_http_resume owns until feed returns: both writable, and the
-     * WebSocket side unmasks frames in place. */
-    return gw_ws_start(conn, (char *)(uintptr_t)rest, rest_len);
+    return gw_ws_start(conn, rest, rest_len);
 }
 
 static void handle_metrics(gw_conn_t *conn)
@@ -410,7 +406,10 @@ static int dispatch(gw_conn_t *conn)
     return 0;
 }
 
-static void feed(gw_conn_t *conn, const char *data, size_t len)
+/* data is the loop's read buffer or a leftover buffer the caller owns:
+ * writable, because bytes past an upgrade go to the WebSocket side, which
+ * unmasks frames in place. */
+static void feed(gw_conn_t *conn, char *data, size_t len)
 {
     gw_http_t *h = conn->http;
     while (len > 0 && conn->state == GW_CONN_HTTP && conn->http != NULL) {
@@ -450,7 +449,7 @@ static void feed(gw_conn_t *conn, const char *data, size_t len)
     }
 }
 
-void gw_http_on_read(gw_conn_t *conn, const char *data, size_t len)
+void gw_http_on_read(gw_conn_t *conn, char *data, size_t len)
 {
     if (conn->http == NULL) {
         gw_http_t *h = calloc(1, sizeof(*h));

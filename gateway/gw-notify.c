@@ -137,20 +137,21 @@ void gw_notify_route(gw_t *gw, char **users, size_t n, const char *exclude_user,
         route_finish(r);
 }
 
-/* Splits a NUL-separated list in b into an array of pointers into b. */
-static char **split_list(const chat_buf_t *b, size_t *n)
+/* Splits the NUL-separated list data[0..len) into an array of pointers
+ * into it. */
+static char **split_list(char *data, size_t len, size_t *n)
 {
     size_t count = 0;
-    for (size_t i = 0; i < b->len; i++)
-        count += b->data[i] == '\0';
+    for (size_t i = 0; i < len; i++)
+        count += data[i] == '\0';
     char **v = calloc(count + 1, sizeof(*v));
     if (v == NULL) {
         *n = 0;
         return NULL;
     }
     size_t k = 0;
-    for (size_t i = 0; i < b->len; i += strlen(b->data + i) + 1)
-        v[k++] = b->data + i;
+    for (size_t i = 0; i < len; i += strlen(data + i) + 1)
+        v[k++] = data + i;
     *n = k;
     return v;
 }
@@ -164,8 +165,7 @@ static int conv_members(gw_job_t *job, mongoc_client_t *client, const char *conv
     const bson_t *doc;
     mongoc_collection_t *c = mongoc_client_get_collection(client, job->gw->db, "conversations");
     bson_t *filter = BCON_NEW("_id", BCON_UTF8(conv));
-    /* One document in one reply: without limit and singleBatch FerretDB
-     * keeps a cursor open and the driver pays a round trip to close it. */
+    /* One document, one reply, only its members. */
     bson_t *opts = BCON_NEW("projection", "{", "members", BCON_INT32(1), "}", "limit",
                             BCON_INT64(1), "singleBatch", BCON_BOOL(true));
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, filter, opts, NULL);
@@ -187,48 +187,6 @@ static int conv_members(gw_job_t *job, mongoc_client_t *client, const char *conv
     mongoc_cursor_destroy(cur);
     bson_destroy(filter);
     mongoc_collection_destroy(c);
-    return rc;
-}
-
-/* Appends to out, NUL-separated and without repeats, everyone who shares a
- * conversation with job->user (not the user). */
-static int co_members(gw_job_t *job, mongoc_client_t *client, chat_buf_t *out)
-{
-    bson_error_t berr;
-    const bson_t *doc;
-    chat_buf_t convs, all;
-    chat_buf_init(&convs, 1 << 20);
-    chat_buf_init(&all, 16 << 20);
-    mongoc_collection_t *m = mongoc_client_get_collection(client, job->gw->db, "members");
-    bson_t *filter = BCON_NEW("user", BCON_UTF8(job->user));
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(m, filter, NULL, NULL);
-    while (mongoc_cursor_next(cur, &doc)) {
-        bson_iter_t it;
-        if (bson_iter_init_find(&it, doc, "conv") && BSON_ITER_HOLDS_UTF8(&it)) {
-            uint32_t l;
-            const char *c = bson_iter_utf8(&it, &l);
-            chat_buf_append(&convs, c, (size_t)l + 1);
-        }
-    }
-    int rc = mongoc_cursor_error(cur, &berr) ? chat_mongo_error(&job->err, &berr, "members") : 0;
-    mongoc_cursor_destroy(cur);
-    bson_destroy(filter);
-    mongoc_collection_destroy(m);
-    for (size_t i = 0; rc == 0 && i < convs.len; i += strlen(convs.data + i) + 1)
-        rc = conv_members(job, client, convs.data + i, &all);
-    /* Deduplicate: small lists, a quadratic pass is fine. */
-    for (size_t i = 0; rc == 0 && i < all.len; i += strlen(all.data + i) + 1) {
-        const char *u = all.data + i;
-        if (strcmp(u, job->user) == 0)
-            continue;
-        int seen = 0;
-        for (size_t k = 0; k < out->len && !seen; k += strlen(out->data + k) + 1)
-            seen = strcmp(out->data + k, u) == 0;
-        if (!seen)
-            chat_buf_append(out, u, strlen(u) + 1);
-    }
-    chat_buf_close(&convs);
-    chat_buf_close(&all);
     return rc;
 }
 
@@ -261,11 +219,13 @@ static void cache_put(gw_t *gw, const char *conv, const chat_buf_t *list)
     e->aux = uv_now(gw->loop) + 30000;
 }
 
-static void route_list(gw_t *gw, const chat_buf_t *list, const char *exclude, const char *frame,
-                       size_t len)
+/* Routes frame to the users of the NUL-separated list[0..list_len) but
+ * exclude. */
+static void route_list(gw_t *gw, char *list, size_t list_len, const char *exclude,
+                       const char *frame, size_t len)
 {
     size_t n;
-    char **users = split_list(list, &n);
+    char **users = split_list(list, list_len, &n);
     if (users != NULL)
         gw_notify_route(gw, users, n, exclude, frame, len);
     free(users);
@@ -278,7 +238,7 @@ static void typing_done(gw_job_t *job)
         return;
     }
     cache_put(job->gw, job->conv, &job->in);
-    route_list(job->gw, &job->in, job->user, job->out.data, job->out.len);
+    route_list(job->gw, job->in.data, job->in.len, job->user, job->out.data, job->out.len);
 }
 
 void gw_notify_typing(gw_conn_t *conn, const char *conv, int start)
@@ -294,7 +254,8 @@ void gw_notify_typing(gw_conn_t *conn, const char *conv, int start)
                     (long long)gw->cfg->typing_ttl_ms);
     gw_map_entry_t *e = gw_map_get(&gw->conv_members, conv);
     if (e != NULL && e->aux > uv_now(gw->loop)) {
-        route_list(gw, e->value, conn->user, frame.data, frame.len);
+        chat_buf_t *list = e->value;
+        route_list(gw, list->data, list->len, conn->user, frame.data, frame.len);
     } else {
         gw_job_t *job = gw_job_new(conn, typing_work, typing_done);
         if (job != NULL) {
@@ -360,24 +321,28 @@ static void add_unique(chat_buf_t *out, size_t from, const char *u, const char *
     chat_buf_append(out, u, strlen(u) + 1);
 }
 
-static void presence_work(gw_job_t *job)
+/* For each of users[0..n) (n <= PRESENCE_BATCH), appends to out,
+ * NUL-separated and without repeats, everyone who shares a conversation
+ * with that user (not the user), as out[start[i]..end[i]). One query finds
+ * the conversations of all of them (on FerretDB one scan of the members,
+ * whatever n is), then each conversation's members are read by _id. */
+static int co_members(gw_job_t *job, mongoc_client_t *client, const char *const *users, size_t n,
+                      chat_buf_t *out, size_t *start, size_t *end)
 {
-    presence_batch_t *b = job->ptr;
     bson_error_t berr;
     const bson_t *doc;
     chat_buf_t convs, members;
     /* (user index, conversation) pairs: the index as a byte before the name. */
     chat_buf_init(&convs, 1 << 20);
     chat_buf_init(&members, 1 << 20);
-    mongoc_client_t *client = mongoc_client_pool_pop(job->gw->pool);
     mongoc_collection_t *m = mongoc_client_get_collection(client, job->gw->db, "members");
     bson_t filter = BSON_INITIALIZER, in, arr;
     BSON_APPEND_DOCUMENT_BEGIN(&filter, "user", &in);
     BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
-    for (size_t i = 0; i < b->n; i++) {
+    for (size_t i = 0; i < n; i++) {
         char key[16];
         snprintf(key, sizeof(key), "%u", (unsigned)i);
-        BSON_APPEND_UTF8(&arr, key, b->change[i].user);
+        BSON_APPEND_UTF8(&arr, key, users[i]);
     }
     bson_append_array_end(&in, &arr);
     bson_append_document_end(&filter, &in);
@@ -390,8 +355,8 @@ static void presence_work(gw_job_t *job)
             user = bson_iter_utf8(&it, NULL);
         if (bson_iter_init_find(&it, doc, "conv") && BSON_ITER_HOLDS_UTF8(&it))
             conv = bson_iter_utf8(&it, NULL);
-        for (size_t i = 0; user != NULL && conv != NULL && i < b->n; i++) {
-            if (strcmp(b->change[i].user, user) == 0) {
+        for (size_t i = 0; user != NULL && conv != NULL && i < n; i++) {
+            if (strcmp(users[i], user) == 0) {
                 unsigned char idx = (unsigned char)i;
                 chat_buf_append(&convs, (const char *)&idx, 1);
                 chat_buf_append(&convs, conv, strlen(conv) + 1);
@@ -403,22 +368,32 @@ static void presence_work(gw_job_t *job)
     bson_destroy(opts);
     bson_destroy(&filter);
     mongoc_collection_destroy(m);
-    for (size_t i = 0; i < b->n; i++) {
-        b->start[i] = job->in.len;
+    for (size_t i = 0; i < n; i++) {
+        start[i] = out->len;
         for (size_t k = 0; rc == 0 && k < convs.len; k += strlen(convs.data + k + 1) + 2) {
             if ((unsigned char)convs.data[k] != i)
                 continue;
             chat_buf_reset(&members);
             rc = conv_members(job, client, convs.data + k + 1, &members);
             for (size_t j = 0; rc == 0 && j < members.len; j += strlen(members.data + j) + 1)
-                add_unique(&job->in, b->start[i], members.data + j, b->change[i].user);
+                add_unique(out, start[i], members.data + j, users[i]);
         }
-        b->end[i] = job->in.len;
+        end[i] = out->len;
     }
-    mongoc_client_pool_push(job->gw->pool, client);
     chat_buf_close(&convs);
     chat_buf_close(&members);
-    job->result = rc;
+    return rc;
+}
+
+static void presence_work(gw_job_t *job)
+{
+    presence_batch_t *b = job->ptr;
+    const char *users[PRESENCE_BATCH];
+    for (size_t i = 0; i < b->n; i++)
+        users[i] = b->change[i].user;
+    mongoc_client_t *client = mongoc_client_pool_pop(job->gw->pool);
+    job->result = co_members(job, client, users, b->n, &job->in, b->start, b->end);
+    mongoc_client_pool_push(job->gw->pool, client);
 }
 
 static void presence_start(gw_t *gw);
@@ -433,7 +408,6 @@ static void presence_done(gw_job_t *job)
     } else {
         for (size_t i = 0; i < b->n; i++) {
             const struct gw_presence_change_s *pc = &b->change[i];
-            chat_buf_t list = {job->in.data + b->start[i], b->end[i] - b->start[i], 0, 0};
             chat_buf_t *f = &gw->scratch;
             chat_buf_reset(f);
             chat_buf_append_str(f, "{\"t\":\"presence\",\"user\":");
@@ -443,7 +417,8 @@ static void presence_done(gw_job_t *job)
             else
                 chat_buf_printf(f, ",\"online\":false,\"last_seen\":%llu}",
                                 (unsigned long long)pc->when_ms);
-            route_list(gw, &list, pc->user, f->data, f->len);
+            route_list(gw, job->in.data + b->start[i], b->end[i] - b->start[i], pc->user, f->data,
+                       f->len);
         }
     }
     presence_start(gw);
@@ -613,8 +588,10 @@ static void query_done(gw_job_t *job)
 
 static void query_work(gw_job_t *job)
 {
+    const char *user = job->user;
+    size_t start, end;
     mongoc_client_t *client = mongoc_client_pool_pop(job->gw->pool);
-    job->result = co_members(job, client, &job->out);
+    job->result = co_members(job, client, &user, 1, &job->out, &start, &end);
     mongoc_client_pool_push(job->gw->pool, client);
 }
 

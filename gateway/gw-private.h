@@ -164,7 +164,7 @@ void gw_conn_heartbeat(gw_t *gw);
 int gw_http_authenticate(gw_conn_t *conn);
 /* Finds a query parameter in q[0..len); returns its length (0: absent). */
 size_t gw_http_query_param(const char *q, size_t len, const char *name, const char **value);
-void gw_http_on_read(gw_conn_t *conn, const char *data, size_t len);
+void gw_http_on_read(gw_conn_t *conn, char *data, size_t len);
 void gw_http_free(gw_http_t *http);
 /* Writes a complete HTTP response with a JSON body. */
 void gw_http_respond(gw_conn_t *conn, int status, const char *body, size_t len);
