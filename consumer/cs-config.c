@@ -25,6 +25,8 @@ static const chat_conf_entry_t table[] = {
     E_INT(group_max, "256", 1, 100000, "most members a conversation may have"),
     E_BOOL(route_first, "false", "route live deliveries before the store write, not after"),
     E_INT(body_max, "4096", 1, 1048576, "largest message body in bytes"),
+    E_INT(last_seq_ms, "10000", 0, 3600000,
+          "how long a busy conversation's stored last_seq may lag (0: written every batch)"),
     E_STR(log_level, "info", "error, warn, info or debug"),
 };
 

@@ -23,6 +23,7 @@ typedef struct cs_config_s {
     int64_t group_max;
     int route_first;
     int64_t body_max;
+    int64_t last_seq_ms;
     const char *log_level;
 
     /* Not in the consumer's table (both 0 there): chat-replay sets them.

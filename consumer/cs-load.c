@@ -101,13 +101,16 @@ static int has_seq(const cs_item_t *item)
     return item->ev.type != CHAT_EV_DELIVERED && item->ev.type != CHAT_EV_READ;
 }
 
-/* A stored event's seq also raises its conversation's last_seq: seqs above
+/* A stored event's seq also raises its conversation's last_seq. Seqs above
  * the denormalised last_seq were written by a batch that was never
  * committed, whose stored part is a prefix of its partition from the
- * committed offset on. So when this batch gives a conversation a new seq,
- * every such stored event of it precedes that event here, and this query
- * finds them all: max(last_seq, their seqs) is then max(seq) without
- * scanning the messages (which FerretDB cannot do by index). */
+ * committed offset on, or by committed batches of an owner that died before
+ * it wrote last_seq (cs-pipeline.h, "last_seq"). In the first case, when
+ * this batch gives a conversation a new seq, every such stored event of it
+ * precedes that event here, and this query finds them all: max(last_seq,
+ * their seqs) is then max(seq) without scanning the messages (which
+ * FerretDB cannot do by index). In the second the new seq conflicts again,
+ * and the thorough mode reads max(seq). */
 static void seq_found_cb(const char *id, int64_t seq, void *data)
 {
     cs_pipeline_t *p = data;

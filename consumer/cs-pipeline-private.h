@@ -60,8 +60,9 @@ struct cs_pipeline_s {
     size_t n_targets;
     cs_map_t *target_map;
 
-    cs_conv_t **dirty_convs; /* conversations whose last_seq is written */
-    size_t n_dirty_convs;
+    uint64_t now;            /* when the attempt began, chat_now_ms() */
+    cs_conv_t **dirty_convs; /* conversations whose last_seq this write raises */
+    size_t n_dirty_convs, cap_dirty_convs;
     cs_mark_t **dirty_marks; /* watermarks to write (those with batch == this batch) */
     size_t n_dirty_marks;
 

@@ -13,9 +13,12 @@
 /* Above this many cached conversations and members the cache is dropped at
  * a batch boundary and refilled lazily: a crude bound on memory that costs
  * one reload per active conversation, and is always safe (cs-state.h). */
-#define CACHE_MAX    500000
-#define FRAMES_MAX   (512u << 20)
-#define DLQ_FLUSH_MS 10000
+#define CACHE_MAX 500000
+/* The last_seq writes a batch carries when last_seq_ms > 0: one update
+ * command (cs-store.c sends updates in commands of 32). */
+#define LAST_SEQ_WRITES 32
+#define FRAMES_MAX      (512u << 20)
+#define DLQ_FLUSH_MS    10000
 
 void cs_item_reject(cs_item_t *item, const char *fmt, ...)
 {
@@ -42,7 +45,8 @@ cs_pipeline_t *cs_pipeline_new(const cs_config_t *cfg, cs_state_t *state, cs_sto
     p->keys = calloc(p->cap, sizeof(*p->keys));
     p->seqs = calloc(p->cap, sizeof(*p->seqs));
     p->targets = calloc(2 * p->cap, sizeof(*p->targets));
-    p->dirty_convs = calloc(p->cap, sizeof(*p->dirty_convs));
+    p->cap_dirty_convs = p->cap > LAST_SEQ_WRITES ? p->cap : LAST_SEQ_WRITES;
+    p->dirty_convs = calloc(p->cap_dirty_convs, sizeof(*p->dirty_convs));
     p->dirty_marks = calloc(p->cap, sizeof(*p->dirty_marks));
     p->ids = cs_map_new(p->cap);
     p->want = cs_map_new(p->cap);
@@ -188,12 +192,61 @@ static void route_publish(cs_pipeline_t *p)
     p->stats.published += gateways;
 }
 
-static void dirty_conv(cs_pipeline_t *p, cs_conv_t *conv)
+/* Queues the last_seq writes of the dirty conversations (of parts[0..np)
+ * only, when parts is not NULL) dirty since before_ms or earlier, oldest
+ * first: all of them when last_seq_ms is 0, else at most LAST_SEQ_WRITES. */
+static int queue_last_seqs(cs_pipeline_t *p, uint64_t before_ms, const int32_t *parts, size_t np,
+                           chat_error_t *err)
 {
-    if (conv->written != p->batch) {
-        conv->written = p->batch;
-        p->dirty_convs[p->n_dirty_convs++] = conv;
-    }
+    int rc = 0;
+    size_t max = p->cfg->last_seq_ms == 0 ? p->cap_dirty_convs : LAST_SEQ_WRITES;
+    p->n_dirty_convs = cs_state_dirty(p->state, before_ms, parts, np, p->dirty_convs, max);
+    for (size_t k = 0; k < p->n_dirty_convs && rc == 0; k++)
+        rc = cs_store_add_last_seq(p->store, p->dirty_convs[k]->id, p->dirty_convs[k]->last_seq,
+                                   err);
+    return rc;
+}
+
+/* After a write that carried them: the store holds those last_seqs. */
+static void last_seqs_written(cs_pipeline_t *p)
+{
+    for (size_t k = 0; k < p->n_dirty_convs; k++)
+        cs_state_conv_stored(p->state, p->dirty_convs[k], p->dirty_convs[k]->last_seq);
+    p->stats.last_seq_writes += p->n_dirty_convs;
+    p->n_dirty_convs = 0;
+}
+
+/* The dirty_ms of the conversations a batch writes last_seq for. */
+static uint64_t last_seq_due(const cs_pipeline_t *p)
+{
+    uint64_t every = (uint64_t)p->cfg->last_seq_ms;
+    return every == 0 ? UINT64_MAX : p->now > every ? p->now - every : 0;
+}
+
+int cs_pipeline_flush(cs_pipeline_t *p, const int32_t *parts, size_t np, int all)
+{
+    chat_error_t err = {0, ""};
+    cs_store_result_t res;
+    if (p->cfg->dry_run)
+        return 0;
+    p->now = chat_now_ms();
+    do {
+        int rc = queue_last_seqs(p, all ? UINT64_MAX : last_seq_due(p), parts, np, &err);
+        if (rc == 0 && p->n_dirty_convs == 0)
+            return 0;
+        if (rc == 0)
+            rc = cs_store_write(p->store, &res, &err);
+        if (rc != 0) {
+            cs_store_write_abort(p->store);
+            p->n_dirty_convs = 0;
+            CHAT_WARN("store: writing last_seq of %zu conversations failed: %s; a new owner "
+                      "finds their seqs through the unique index",
+                      cs_state_dirty_count(p->state), err.message);
+            return rc;
+        }
+        last_seqs_written(p);
+    } while (all);
+    return 0;
 }
 
 /* Queues the pending watermarks of conv (of user only, when not NULL) now,
@@ -235,10 +288,9 @@ static int assign_seq(cs_pipeline_t *p, cs_item_t *item, chat_error_t *err)
         p->pending.duplicates++;
         return SEQ_REPEAT;
     }
-    /* Written for repeats too: a crash between the event insert and this
-     * update leaves last_seq behind, and the replay must repair it. */
-    dirty_conv(p, conv);
     if (item->stored_seq > 0) {
+        /* The careful mode raised last_seq to it: the store's may lag. */
+        cs_state_conv_touch(p->state, conv, p->now);
         item->seq = item->stored_seq;
         p->pending.duplicates++;
         CHAT_DEBUG("partition %d conv %s: event %s already stored as seq %lld",
@@ -246,6 +298,7 @@ static int assign_seq(cs_pipeline_t *p, cs_item_t *item, chat_error_t *err)
         return SEQ_STORED;
     }
     item->seq = ++conv->last_seq;
+    cs_state_conv_touch(p->state, conv, p->now);
     if ((rc = cs_store_add_event(p->store, &item->ev, item->seq, err)) != 0)
         return rc;
     item->applied = 1;
@@ -450,9 +503,8 @@ static int apply_all(cs_pipeline_t *p, chat_error_t *err)
         else
             rc = apply_sequenced(p, item, err);
     }
-    for (size_t k = 0; k < p->n_dirty_convs && rc == 0; k++)
-        rc = cs_store_add_last_seq(p->store, p->dirty_convs[k]->id, p->dirty_convs[k]->last_seq,
-                                   err);
+    if (rc == 0)
+        rc = queue_last_seqs(p, last_seq_due(p), NULL, 0, err);
     for (size_t k = 0; k < p->n_dirty_marks && rc == 0; k++) {
         cs_mark_t *m = p->dirty_marks[k];
         if (m->batch != p->batch)
@@ -561,6 +613,7 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
     int rc;
 
     uint64_t started = chat_now_ms(), write_ms;
+    p->now = started;
     p->batch++;
     memset(&p->pending, 0, sizeof(p->pending));
     p->careful = mode >= MODE_CAREFUL;
@@ -568,6 +621,7 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
     p->need_careful = 0;
     if (cs_state_size(p->state) > CACHE_MAX) {
         CHAT_INFO("cache: %zu entries, dropping them all", cs_state_size(p->state));
+        cs_pipeline_flush(p, NULL, 0, 1);
         cs_state_clear(p->state);
     }
     memset(p->items, 0, n * sizeof(*p->items));
@@ -616,6 +670,8 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
         return fail(p, "store write failed", &err);
     }
     p->stats.messages += (uint64_t)res.inserted;
+    if (!p->cfg->dry_run)
+        last_seqs_written(p);
     if (send_dead_letters(p, &dead) != 0) {
         chat_error_set(&err, CHAT_EKAFKA, "cannot queue a dead letter");
         return fail(p, "dead-letter produce failed", &err);

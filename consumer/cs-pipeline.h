@@ -22,11 +22,21 @@
  * error of the ordered insert, which leaves a prefix stored, and the same
  * batch runs again at once in careful mode, which asks which event ids are
  * stored (they keep their seq) and raises last_seq to what it finds (see
- * cs_load_messages for why that is max(seq)). Should that conflict too, a
+ * cs_load_messages for when that is max(seq)). Should that conflict too, a
  * thorough run also reads max(seq) of each conversation's messages. The
  * escalation matters on FerretDB, which answers both reads by scanning the
  * whole collection; MongoDB serves them from indexes. Correctness rests on
  * the unique indexes in every mode, never on the reads.
+ *
+ * last_seq. The conversation document's last_seq is a hint for the next
+ * owner, not the truth (the messages are): a busy conversation's is written
+ * once it has lagged the cache for last_seq_ms, at most LAST_SEQ_WRITES per
+ * batch, oldest first, and every lagging one before its partition is handed
+ * over, before the cache is dropped and when the consumer stops
+ * (cs_pipeline_flush). One update per conversation per batch was most of
+ * what a batch cost on FerretDB. Only a crash leaves it behind the
+ * messages; the new owner's first seq for such a conversation then
+ * conflicts on {conv, seq}, and the thorough mode finds max(seq).
  *
  * If a read or write fails, nothing is committed: cs_pipeline_run returns
  * CHAT_EAGAIN after dropping all cached state, and the caller rewinds the
@@ -51,17 +61,18 @@
 
 /* Counters since start, for the periodic log line. */
 typedef struct cs_stats_s {
-    uint64_t events;     /* Kafka messages handled (retries count again) */
-    uint64_t messages;   /* events stored for the first time (all with a seq) */
-    uint64_t duplicates; /* events already stored or repeated in a batch */
-    uint64_t receipts;   /* watermarks moved forward */
-    uint64_t stale;      /* receipts that moved nothing */
-    uint64_t changes;    /* edits, deletes and membership changes applied */
-    uint64_t dlq;        /* dead letters sent */
-    uint64_t batches;    /* batches applied and committed-to-be */
-    uint64_t conflicts;  /* batches run again carefully (a duplicate key or check) */
-    uint64_t retries;    /* batches that failed and are read again */
-    uint64_t published;  /* PUBLISHes to gateways */
+    uint64_t events;          /* Kafka messages handled (retries count again) */
+    uint64_t messages;        /* events stored for the first time (all with a seq) */
+    uint64_t duplicates;      /* events already stored or repeated in a batch */
+    uint64_t receipts;        /* watermarks moved forward */
+    uint64_t stale;           /* receipts that moved nothing */
+    uint64_t changes;         /* edits, deletes and membership changes applied */
+    uint64_t dlq;             /* dead letters sent */
+    uint64_t batches;         /* batches applied and committed-to-be */
+    uint64_t conflicts;       /* batches run again carefully (a duplicate key or check) */
+    uint64_t retries;         /* batches that failed and are read again */
+    uint64_t published;       /* PUBLISHes to gateways */
+    uint64_t last_seq_writes; /* conversations' stored last_seq raised */
     uint64_t route_errors;
     /* Per event type (index chat_event_type_t; 0: undecodable), events of
      * applied batches that wrote something new (a seq given, a watermark
@@ -90,6 +101,15 @@ void cs_pipeline_destroy(cs_pipeline_t *p);
  * (a store read or write failed, a dead letter was not acknowledged, or the
  * cache proved stale); the cache is then empty. */
 int cs_pipeline_run(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n);
+
+/* Writes the stored last_seq of dirty conversations (of parts[0..np) only,
+ * when parts is not NULL): with all, every one, in commands of
+ * LAST_SEQ_WRITES; else one command's worth of those that have waited
+ * last_seq_ms. Called between batches: when the loop is idle, before
+ * partitions are handed over, before the cache is dropped and at the end.
+ * Returns 0, or the store's error (logged; they stay dirty). A dry run
+ * writes nothing. */
+int cs_pipeline_flush(cs_pipeline_t *p, const int32_t *parts, size_t np, int all);
 
 /* The counters. */
 const cs_stats_t *cs_pipeline_stats(const cs_pipeline_t *p);

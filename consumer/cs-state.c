@@ -10,6 +10,9 @@
 struct cs_state_s {
     cs_map_t *convs; /* id -> cs_conv_t, key = conv->id */
     cs_map_t *marks; /* "<conv>/<user>" -> cs_mark_t, key = mark->key */
+    /* Conversations whose last_seq the store lags, oldest first. */
+    cs_conv_t *dirty_head, *dirty_tail;
+    size_t n_dirty;
 };
 
 cs_state_t *cs_state_new(void)
@@ -49,10 +52,29 @@ static int cmp_name(const void *a, const void *b)
     return strcmp((const char *)a, (const char *)b);
 }
 
-static void conv_free(cs_conv_t *c)
+static void dirty_unlink(cs_state_t *state, cs_conv_t *c)
 {
-    if (c != NULL)
+    if (!c->dirty)
+        return;
+    if (c->dirty_prev != NULL)
+        c->dirty_prev->dirty_next = c->dirty_next;
+    else
+        state->dirty_head = c->dirty_next;
+    if (c->dirty_next != NULL)
+        c->dirty_next->dirty_prev = c->dirty_prev;
+    else
+        state->dirty_tail = c->dirty_prev;
+    c->dirty_prev = c->dirty_next = NULL;
+    c->dirty = 0;
+    state->n_dirty--;
+}
+
+static void conv_free(cs_state_t *state, cs_conv_t *c)
+{
+    if (c != NULL) {
+        dirty_unlink(state, c);
         free(c->members);
+    }
     free(c);
 }
 
@@ -77,7 +99,7 @@ int cs_state_conv_put(cs_state_t *state, const char *conv, int32_t partition, in
 {
     cs_conv_t *c = calloc(1, sizeof(*c));
     if (c == NULL || reserve_members(c, n) != 0) {
-        conv_free(c);
+        conv_free(state, c);
         return CHAT_ENOMEM;
     }
     snprintf(c->id, sizeof(c->id), "%s", conv);
@@ -85,7 +107,7 @@ int cs_state_conv_put(cs_state_t *state, const char *conv, int32_t partition, in
     c->partition = partition;
     c->group = group;
     c->deleted = deleted;
-    c->last_seq = last_seq;
+    c->last_seq = c->stored_seq = last_seq;
     for (size_t i = 0; i < n; i++)
         snprintf(c->members[i], sizeof(cs_name_t), "%s", members[i]);
     qsort(c->members, n, sizeof(cs_name_t), cmp_name);
@@ -98,10 +120,10 @@ int cs_state_conv_put(cs_state_t *state, const char *conv, int32_t partition, in
     c->n_members = k;
     cs_conv_t *old = cs_map_get(state->convs, c->id);
     if (cs_map_put(state->convs, c->id, c) != 0) {
-        conv_free(c);
+        conv_free(state, c);
         return CHAT_ENOMEM;
     }
-    conv_free(old);
+    conv_free(state, old);
     *out = c;
     return 0;
 }
@@ -158,6 +180,50 @@ void cs_conv_remove_member(cs_conv_t *conv, const char *user)
     conv->n_members--;
 }
 
+void cs_state_conv_touch(cs_state_t *state, cs_conv_t *conv, uint64_t now_ms)
+{
+    if (conv->dirty || conv->last_seq <= conv->stored_seq)
+        return;
+    conv->dirty = 1;
+    conv->dirty_ms = now_ms;
+    conv->dirty_next = NULL;
+    conv->dirty_prev = state->dirty_tail;
+    if (state->dirty_tail != NULL)
+        state->dirty_tail->dirty_next = conv;
+    else
+        state->dirty_head = conv;
+    state->dirty_tail = conv;
+    state->n_dirty++;
+}
+
+size_t cs_state_dirty(const cs_state_t *state, uint64_t before_ms, const int32_t *parts,
+                      size_t nparts, cs_conv_t **out, size_t max)
+{
+    size_t n = 0;
+    for (cs_conv_t *c = state->dirty_head; c != NULL && n < max && c->dirty_ms <= before_ms;
+         c = c->dirty_next) {
+        int in = parts == NULL;
+        for (size_t k = 0; k < nparts && !in; k++)
+            in = c->partition == parts[k];
+        if (in)
+            out[n++] = c;
+    }
+    return n;
+}
+
+void cs_state_conv_stored(cs_state_t *state, cs_conv_t *conv, int64_t seq)
+{
+    if (seq > conv->stored_seq)
+        conv->stored_seq = seq;
+    if (conv->last_seq <= conv->stored_seq)
+        dirty_unlink(state, conv);
+}
+
+size_t cs_state_dirty_count(const cs_state_t *state)
+{
+    return state->n_dirty;
+}
+
 void cs_mark_key(char *key, const char *conv, const char *user)
 {
     snprintf(key, 2 * CHAT_NAME_MAX + 2, "%s/%s", conv, user);
@@ -189,12 +255,15 @@ int cs_state_mark_put(cs_state_t *state, const char *key, int32_t partition, int
 }
 
 typedef struct parts_s {
-    const int32_t *parts;
+    cs_state_t *state;
+    const int32_t *parts; /* NULL: all */
     size_t n;
 } parts_t;
 
 static int in_parts(const parts_t *p, int32_t partition)
 {
+    if (p->parts == NULL)
+        return 1;
     for (size_t i = 0; i < p->n; i++) {
         if (p->parts[i] == partition)
             return 1;
@@ -204,17 +273,18 @@ static int in_parts(const parts_t *p, int32_t partition)
 
 static int drop_conv_cb(const char *key, void *value, void *data)
 {
+    parts_t *p = data;
     (void)key;
-    if (data != NULL && !in_parts(data, ((cs_conv_t *)value)->partition))
+    if (!in_parts(p, ((cs_conv_t *)value)->partition))
         return 0;
-    conv_free(value);
+    conv_free(p->state, value);
     return 1;
 }
 
 static int drop_mark_cb(const char *key, void *value, void *data)
 {
     (void)key;
-    if (data != NULL && !in_parts(data, ((cs_mark_t *)value)->partition))
+    if (!in_parts(data, ((cs_mark_t *)value)->partition))
         return 0;
     free(value);
     return 1;
@@ -222,15 +292,14 @@ static int drop_mark_cb(const char *key, void *value, void *data)
 
 void cs_state_clear_partitions(cs_state_t *state, const int32_t *parts, size_t n)
 {
-    parts_t p = {parts, n};
+    parts_t p = {state, parts, n};
     cs_map_filter(state->convs, drop_conv_cb, &p);
     cs_map_filter(state->marks, drop_mark_cb, &p);
 }
 
 void cs_state_clear(cs_state_t *state)
 {
-    cs_map_filter(state->convs, drop_conv_cb, NULL);
-    cs_map_filter(state->marks, drop_mark_cb, NULL);
+    cs_state_clear_partitions(state, NULL, 0);
 }
 
 size_t cs_state_size(const cs_state_t *state)

@@ -4,7 +4,9 @@
  * at any batch boundary (the pipeline drops it after a failed write, and the
  * rebalance callback drops the partitions that come and go). That holds
  * because this process is the only writer of its partitions' conversations
- * while it owns them, and writes before it commits. */
+ * while it owns them, and writes before it commits. The one thing the cache
+ * knows before the store does is a busy conversation's last_seq; dropping
+ * it unwritten costs a scan later, never a wrong seq (cs-pipeline.h). */
 #ifndef CS_STATE_H
 #define CS_STATE_H
 
@@ -24,10 +26,18 @@ typedef struct cs_conv_s {
     char owner[CHAT_NAME_MAX + 1];
     size_t n_members, cap_members;
     cs_name_t *members; /* sorted, for bsearch; changed in place */
-    /* Batch numbers that let the pipeline visit a conversation once per
-     * batch without a second index. */
-    uint64_t written; /* last_seq queued for writing */
-    uint64_t wanted;  /* members named as recipients */
+    /* The batch number that lets the pipeline name a conversation's members
+     * as recipients once per batch without a second index. */
+    uint64_t wanted;
+    /* The store's denormalised last_seq lags this one while the
+     * conversation is busy (cs-pipeline.h, "last_seq"): stored_seq is what
+     * the store holds as far as this process knows, and a conversation
+     * with last_seq > stored_seq is on the state's dirty list, oldest
+     * first, since dirty_ms. */
+    int64_t stored_seq;
+    uint64_t dirty_ms;
+    struct cs_conv_s *dirty_prev, *dirty_next;
+    int dirty; /* on the dirty list */
 } cs_conv_t;
 
 /* A member's receipt watermarks. */
@@ -52,7 +62,8 @@ cs_conv_t *cs_state_conv_get(cs_state_t *state, const char *conv);
 
 /* Caches conversation conv with a copy of members[0..n) (repeats are kept
  * once) and owner (NULL: none), replacing any entry it had (whose pointer
- * dies). Returns 0 and the entry in *out, or CHAT_ENOMEM. */
+ * dies). last_seq is what the store holds (stored_seq too). Returns 0 and
+ * the entry in *out, or CHAT_ENOMEM. */
 int cs_state_conv_put(cs_state_t *state, const char *conv, int32_t partition, int group,
                       const char *owner, int deleted, const char *const *members, size_t n,
                       int64_t last_seq, cs_conv_t **out);
@@ -76,6 +87,23 @@ cs_mark_t *cs_state_mark_get(cs_state_t *state, const char *key);
  * pointer stays valid). Returns 0 and the entry in *out, or CHAT_ENOMEM. */
 int cs_state_mark_put(cs_state_t *state, const char *key, int32_t partition, int64_t delivered,
                       int64_t read, cs_mark_t **out);
+
+/* Puts conv at the end of the dirty list, dirty since now_ms, if its
+ * last_seq is past stored_seq and it is not listed yet. */
+void cs_state_conv_touch(cs_state_t *state, cs_conv_t *conv, uint64_t now_ms);
+
+/* Writes to out (at most max) the dirty conversations, oldest first, that
+ * have been dirty since before_ms or earlier and (parts != NULL) belong to
+ * one of parts[0..nparts). Returns how many. */
+size_t cs_state_dirty(const cs_state_t *state, uint64_t before_ms, const int32_t *parts,
+                      size_t nparts, cs_conv_t **out, size_t max);
+
+/* Records that the store holds last_seq >= seq for conv; takes it off the
+ * dirty list when that is its last_seq. */
+void cs_state_conv_stored(cs_state_t *state, cs_conv_t *conv, int64_t seq);
+
+/* How many conversations are on the dirty list. */
+size_t cs_state_dirty_count(const cs_state_t *state);
 
 /* Drops every entry loaded for one of parts[0..n). */
 void cs_state_clear_partitions(cs_state_t *state, const int32_t *parts, size_t n);

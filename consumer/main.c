@@ -56,29 +56,39 @@ static uint64_t next_backoff(uint64_t ms)
     return ms == 0 ? BACKOFF_MIN_MS : ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms * 2;
 }
 
+typedef struct owner_s {
+    cs_pipeline_t *p;
+    cs_state_t *state;
+} owner_t;
+
 /* Partitions that arrive or leave take their cached state with them: a
- * partition we gain may have been written by another member meanwhile. */
+ * partition we gain may have been written by another member meanwhile.
+ * Those that leave first get their conversations' last_seq written, so
+ * that the next owner starts from the right seqs without a scan. */
 static void change_cb(const int32_t *parts, size_t n, int gained, void *data)
 {
-    cs_state_t *state = data;
-    (void)gained;
+    owner_t *o = data;
+    if (!gained)
+        cs_pipeline_flush(o->p, parts, n, 1);
     if (parts == NULL)
-        cs_state_clear(state);
+        cs_state_clear(o->state);
     else
-        cs_state_clear_partitions(state, parts, n);
+        cs_state_clear_partitions(o->state, parts, n);
 }
 
 static void log_stats(const cs_stats_t *s, const cs_state_t *state)
 {
     CHAT_INFO("stats: events %llu, stored %llu, duplicates %llu, receipts %llu (stale %llu), "
               "edits/deletes/membership %llu, dead letters %llu, batches %llu, careful reruns "
-              "%llu, store retries %llu, publishes %llu, route errors %llu, cached %zu",
+              "%llu, store retries %llu, publishes %llu, route errors %llu, last_seq writes "
+              "%llu (lagging %zu), cached %zu",
               (unsigned long long)s->events, (unsigned long long)s->messages,
               (unsigned long long)s->duplicates, (unsigned long long)s->receipts,
               (unsigned long long)s->stale, (unsigned long long)s->changes,
               (unsigned long long)s->dlq, (unsigned long long)s->batches,
               (unsigned long long)s->conflicts, (unsigned long long)s->retries,
               (unsigned long long)s->published, (unsigned long long)s->route_errors,
+              (unsigned long long)s->last_seq_writes, cs_state_dirty_count(state),
               cs_state_size(state));
 }
 
@@ -144,6 +154,8 @@ static int run(const cs_config_t *cfg, cs_source_t *src, cs_pipeline_t *p, cs_st
             }
             for (size_t i = 0; i < n; i++)
                 rd_kafka_message_destroy(msgs[i]);
+        } else {
+            cs_pipeline_flush(p, NULL, 0, 0); /* what waited its time, while idle */
         }
         if (mono_ms() >= next_stats) {
             log_stats(cs_pipeline_stats(p), state);
@@ -151,6 +163,9 @@ static int run(const cs_config_t *cfg, cs_source_t *src, cs_pipeline_t *p, cs_st
         }
     }
     free(msgs);
+    /* The group hands our partitions over when we leave (the rebalance
+     * writes theirs); this covers a stop before the first assignment. */
+    cs_pipeline_flush(p, NULL, 0, 1);
     return status;
 }
 
@@ -164,6 +179,7 @@ int main(int argc, char **argv)
     cs_dlq_t *dlq = NULL;
     cs_pipeline_t *p = NULL;
     cs_source_t *src = NULL;
+    owner_t owner;
     int status = 1;
 
     memset(&cfg, 0, sizeof(cfg));
@@ -185,9 +201,11 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    CHAT_INFO("consumer %s: group %s, topic %s, batch %lld events / %lld ms, route %s the write",
+    CHAT_INFO("consumer %s: group %s, topic %s, batch %lld events / %lld ms, route %s the write, "
+              "last_seq written after %lld ms",
               cfg.consumer_id, cfg.group, cfg.topic, (long long)cfg.batch_max,
-              (long long)cfg.batch_ms, cfg.route_first ? "before" : "after");
+              (long long)cfg.batch_ms, cfg.route_first ? "before" : "after",
+              (long long)cfg.last_seq_ms);
     if ((state = cs_state_new()) == NULL) {
         CHAT_ERROR("out of memory");
         goto out;
@@ -204,7 +222,8 @@ int main(int argc, char **argv)
         goto out;
     }
     CHAT_INFO("store: database %s ready", cs_store_db(store));
-    src = cs_source_new(cfg.kafka_brokers, cfg.group, cfg.topic, cfg.consumer_id, change_cb, state,
+    owner = (owner_t){p, state};
+    src = cs_source_new(cfg.kafka_brokers, cfg.group, cfg.topic, cfg.consumer_id, change_cb, &owner,
                         &err);
     if (src == NULL) {
         CHAT_ERROR("%s", err.message);

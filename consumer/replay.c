@@ -582,6 +582,7 @@ int main(int argc, char **argv)
     cfg.body_max = rc.body_max;
     cfg.log_level = rc.log_level;
     cfg.thorough = 1;
+    cfg.last_seq_ms = 0; /* a repaired store is whole when the replay ends */
     cfg.dry_run = rc.dry_run;
 
     parts = calloc(PARTS_MAX, sizeof(*parts));

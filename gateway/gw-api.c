@@ -319,8 +319,10 @@ static int row_cmp(const void *a, const void *b)
 }
 
 /* Appends the newest message of conv as "last_message" (or null). */
-static int64_t last_message(gw_job_t *job, mongoc_collection_t *msgs, const char *conv,
-                            chat_buf_t *b)
+/* Appends ,"last_message":{...} or null for conv; returns its ts (0: none)
+ * and the highest seq stored in *max_seq (0: none). */
+static int64_t last_message(mongoc_collection_t *msgs, const char *conv, chat_buf_t *b,
+                            int64_t *max_seq)
 {
     const bson_t *doc;
     int64_t ts = 0;
@@ -329,9 +331,12 @@ static int64_t last_message(gw_job_t *job, mongoc_collection_t *msgs, const char
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(msgs, filter, opts, NULL);
     chat_buf_append_str(b, ",\"last_message\":");
     int found = 0;
+    *max_seq = 0;
     while (!found && mongoc_cursor_next(cur, &doc)) {
         /* Events other than messages carry their frame type in "t". */
         const char *type = str_of(doc, "t");
+        if (*max_seq == 0)
+            *max_seq = int_of(doc, "seq");
         if (type != NULL && strcmp(type, "message") != 0)
             continue;
         found = 1;
@@ -348,7 +353,6 @@ static int64_t last_message(gw_job_t *job, mongoc_collection_t *msgs, const char
     }
     if (!found)
         chat_buf_append_str(b, "null");
-    (void)job;
     mongoc_cursor_destroy(cur);
     bson_destroy(filter);
     bson_destroy(opts);
@@ -425,10 +429,13 @@ static void list_work(gw_job_t *job)
             int64_t unread = mongoc_collection_count_documents(msgs, uf, uo, NULL, NULL, &berr);
             bson_destroy(uf);
             bson_destroy(uo);
-            chat_buf_printf(b, "],\"last_seq\":%lld,\"read_seq\":%lld,\"unread\":%lld",
-                            (long long)last_seq, (long long)r->read_seq,
+            chat_buf_append_str(b, "]");
+            /* The stored last_seq lags a busy conversation's by up to the
+             * consumers' last_seq_ms: its messages say what it is. */
+            int64_t top, ts = last_message(msgs, r->id, b, &top);
+            chat_buf_printf(b, ",\"last_seq\":%lld,\"read_seq\":%lld,\"unread\":%lld",
+                            (long long)(top > last_seq ? top : last_seq), (long long)r->read_seq,
                             (long long)(unread > 0 ? unread : 0));
-            int64_t ts = last_message(job, msgs, r->id, b);
             r->activity = ts ? ts : int_of(doc, "created_ts");
             chat_buf_append_str(b, "}");
         }

@@ -223,6 +223,10 @@ class Stack:
     def kill_consumer(self, cid):
         self.consumers[cid].kill9()
 
+    def stop_consumer(self, cid):
+        """SIGTERM, the clean stop; returns the exit code."""
+        return self.consumers[cid].stop()
+
     def restart_consumer(self, cid):
         proc = self.consumers[cid]
         if not proc.alive():
@@ -332,11 +336,13 @@ def live(stack):
 
 @pytest.fixture
 def consumers(stack):
-    """kill(cid) sends SIGKILL to a consumer, restart(cid) starts it again;
-    at the end of the test every consumer runs again whatever happened."""
+    """kill(cid) sends SIGKILL to a consumer, stop(cid) SIGTERM (returns the
+    exit code), restart(cid) starts it again; at the end of the test every
+    consumer runs again whatever happened."""
 
     class Control:
         kill = staticmethod(stack.kill_consumer)
+        stop = staticmethod(stack.stop_consumer)
         restart = staticmethod(stack.restart_consumer)
 
     yield Control
