@@ -8,7 +8,7 @@
 #include "chat-envelope.h"
 #include "chat-error.h"
 #include "chat-log.h"
-#include "gw-json.h"
+#include "chat-json.h"
 #include "gw-private.h"
 
 enum { FRAME_DONE = 0, FRAME_BLOCKED = 1 };
@@ -23,11 +23,11 @@ static const char *get_str(json_t *root, const char *key, size_t *len)
 }
 
 /* A client frame as the handlers see it: read by the flat reader
- * (gw-json.h) when it could, else by jansson. Strings are NUL-terminated
+ * (chat-json.h) when it could, else by jansson. Strings are NUL-terminated
  * either way. */
 typedef struct frame_s {
     json_t *root;               /* jansson's tree, or NULL */
-    const gw_json_flat_t *flat; /* the flat reading, when root is NULL */
+    const chat_json_flat_t *flat; /* the flat reading, when root is NULL */
 } frame_t;
 
 /* The string field key (and its length), or NULL if absent or another type. */
@@ -35,8 +35,8 @@ static const char *f_str(const frame_t *f, const char *key, size_t *len)
 {
     if (f->root != NULL)
         return get_str(f->root, key, len);
-    const gw_json_member_t *m = gw_json_flat_get(f->flat, key);
-    if (m == NULL || m->type != GW_JSON_STRING)
+    const chat_json_member_t *m = chat_json_flat_get(f->flat, key);
+    if (m == NULL || m->type != CHAT_JSON_STRING)
         return NULL;
     *len = m->len;
     return m->str;
@@ -47,7 +47,7 @@ static int f_has(const frame_t *f, const char *key)
 {
     if (f->root != NULL)
         return json_object_get(f->root, key) != NULL;
-    return gw_json_flat_get(f->flat, key) != NULL;
+    return chat_json_flat_get(f->flat, key) != NULL;
 }
 
 /* 1 and *v if field key is an integer, else 0. */
@@ -60,8 +60,8 @@ static int f_int(const frame_t *f, const char *key, int64_t *v)
         *v = (int64_t)json_integer_value(j);
         return 1;
     }
-    const gw_json_member_t *m = gw_json_flat_get(f->flat, key);
-    if (m == NULL || m->type != GW_JSON_INT)
+    const chat_json_member_t *m = chat_json_flat_get(f->flat, key);
+    if (m == NULL || m->type != CHAT_JSON_INT)
         return 0;
     *v = m->num;
     return 1;
@@ -257,14 +257,14 @@ static int process(gw_conn_t *conn, const char *data, size_t len)
 {
     json_error_t jerr;
     int rc = FRAME_DONE;
-    gw_json_flat_t flat;
+    chat_json_flat_t flat;
     frame_t f = {NULL, &flat};
     size_t t_len = 0;
     /* The flat reader works on a copy (it writes NULs, and a blocked frame
      * is kept as it came); only when it gives up does jansson parse. */
     chat_buf_t *copy = &conn->gw->framebuf;
     chat_buf_reset(copy);
-    if (chat_buf_append(copy, data, len) != 0 || gw_json_flat_read(copy->data, len, &flat) != 0) {
+    if (chat_buf_append(copy, data, len) != 0 || chat_json_flat_read(copy->data, len, &flat) != 0) {
         f.root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!json_is_object(f.root)) {
             gw_conn_send_error(conn, "bad_frame", "a frame is one JSON object", NULL, 0);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "chat-error.h"
+#include "chat-json.h"
 #include "chat-log.h"
 #include "gw-private.h"
 
@@ -38,55 +39,6 @@ int gw_ws_encode(chat_buf_t *out, int opcode, const char *data, size_t len)
         memcpy(out->data + out->len + n, data, len);
     out->len += n + len;
     return 0;
-}
-
-/* Returns 1 if s[0..len) is well-formed UTF-8 (no overlongs, no surrogates,
- * nothing above U+10FFFF), as RFC 6455 requires of text frames. */
-static int utf8_valid(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        /* ASCII, the usual case, eight bytes at a time. */
-        if (i + 8 <= len) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if ((w & UINT64_C(0x8080808080808080)) == 0) {
-                i += 8;
-                continue;
-            }
-        }
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        uint32_t cp;
-        if ((c & 0xe0) == 0xc0) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (i + n >= len)
-            return 0;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += n + 1;
-    }
-    return 1;
 }
 
 static ssize_t recv_callback(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
@@ -137,7 +89,7 @@ static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on
         return;
     switch (arg->opcode) {
     case WSLAY_TEXT_FRAME:
-        if (!utf8_valid(arg->msg, arg->msg_length)) {
+        if (!chat_utf8_valid(arg->msg, arg->msg_length)) {
             wslay_event_queue_close(ctx, 1007, (const uint8_t *)"invalid UTF-8", 13);
             return;
         }
@@ -291,7 +243,7 @@ static size_t fast_frames(gw_conn_t *conn, char *data, size_t len)
         const unsigned char *mask = p + hl;
         unsigned char *payload = p + hl + 4;
         unmask(payload, (size_t)plen, mask);
-        if (!utf8_valid(payload, (size_t)plen)) {
+        if (!chat_utf8_valid(payload, (size_t)plen)) {
             unmask(payload, (size_t)plen, mask); /* as it was, for wslay */
             break;
         }

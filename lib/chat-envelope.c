@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "chat-json.h"
+
 static const char *const type_names[] = {NULL,
 #define CHAT_EV_NAME(name, str) str,
                                          CHAT_EVENT_TYPES(CHAT_EV_NAME)
@@ -182,6 +184,90 @@ int chat_event_decode(const char *data, size_t len, size_t body_max, chat_event_
 {
     int rc = decode(data, len, body_max, ev, err);
     /* A failed decode keeps nothing: callers need not clear after it. */
+    if (rc != 0)
+        chat_event_clear(ev);
+    return rc;
+}
+
+/* A name member for the flat path: missing (when not required), or a
+ * string that fits and is valid UTF-8. Returns 0, or -1 for jansson to
+ * decide. */
+static int flat_name(const chat_json_flat_t *o, const char *key, char *dst, size_t size,
+                     int required)
+{
+    const chat_json_member_t *m = chat_json_flat_get(o, key);
+    dst[0] = '\0';
+    if (m == NULL)
+        return required ? -1 : 0;
+    if (m->type != CHAT_JSON_STRING || m->len >= size)
+        return -1;
+    memcpy(dst, m->str, m->len + 1);
+    return 0;
+}
+
+static int flat_int(const chat_json_flat_t *o, const char *key, int64_t *dst)
+{
+    const chat_json_member_t *m = chat_json_flat_get(o, key);
+    *dst = 0;
+    if (m == NULL)
+        return 0;
+    if (m->type != CHAT_JSON_INT)
+        return -1;
+    *dst = m->num;
+    return 0;
+}
+
+/* The flat path: an envelope that is one flat object whose members are
+ * all as the jansson path wants them. Returns 0 with ev filled (not yet
+ * validated), or -1 when jansson must decide. */
+static int decode_flat(char *buf, size_t len, chat_event_t *ev)
+{
+    chat_json_flat_t o;
+    memset(ev, 0, sizeof(*ev));
+    if (chat_json_flat_read(buf, len, &o) != 0)
+        return -1;
+    /* jansson refuses invalid UTF-8 anywhere, keys included. */
+    for (size_t i = 0; i < o.n; i++) {
+        const chat_json_member_t *m = &o.m[i];
+        if (!chat_utf8_valid((const unsigned char *)m->key, strlen(m->key)) ||
+            (m->type == CHAT_JSON_STRING &&
+             !chat_utf8_valid((const unsigned char *)m->str, m->len)))
+            return -1;
+    }
+    const chat_json_member_t *v = chat_json_flat_get(&o, "v");
+    const chat_json_member_t *t = chat_json_flat_get(&o, "t");
+    if (v == NULL || v->type != CHAT_JSON_INT || v->num != CHAT_ENVELOPE_VERSION || t == NULL ||
+        t->type != CHAT_JSON_STRING || (ev->type = chat_event_type_parse(t->str)) == CHAT_EV_NONE)
+        return -1;
+    char idbuf[CHAT_NAME_MAX + 1];
+    if (flat_name(&o, "id", idbuf, sizeof(idbuf), 1) != 0 || strlen(idbuf) != CHAT_ID_LEN)
+        return -1;
+    memcpy(ev->id, idbuf, CHAT_ID_LEN + 1);
+    if (flat_name(&o, "conv", ev->conv, sizeof(ev->conv), 1) != 0 ||
+        flat_name(&o, "from", ev->from, sizeof(ev->from), 1) != 0 ||
+        flat_name(&o, "dev", ev->dev, sizeof(ev->dev), 0) != 0 ||
+        flat_name(&o, "cid", ev->cid, sizeof(ev->cid), 0) != 0 ||
+        flat_name(&o, "user", ev->user, sizeof(ev->user), 0) != 0 ||
+        flat_int(&o, "ts", &ev->ts) != 0 || flat_int(&o, "upto", &ev->upto) != 0 ||
+        flat_int(&o, "target", &ev->target) != 0)
+        return -1;
+    const chat_json_member_t *body = chat_json_flat_get(&o, "body");
+    if (body != NULL) {
+        if (body->type != CHAT_JSON_STRING)
+            return -1;
+        ev->body = body->str;
+        ev->body_len = body->len;
+    }
+    return 0;
+}
+
+int chat_event_decode_in(const char *data, size_t len, char *scratch, size_t body_max,
+                         chat_event_t *ev, chat_error_t *err)
+{
+    memcpy(scratch, data, len);
+    if (decode_flat(scratch, len, ev) != 0)
+        return chat_event_decode(data, len, body_max, ev, err);
+    int rc = chat_event_validate(ev, body_max, err);
     if (rc != 0)
         chat_event_clear(ev);
     return rc;

@@ -71,6 +71,14 @@ int chat_event_encode(const chat_event_t *ev, chat_buf_t *out);
 int chat_event_decode(const char *data, size_t len, size_t body_max, chat_event_t *ev,
                       chat_error_t *err);
 
+/* The same, deciding exactly as chat_event_decode does, but without
+ * allocating for the common envelope (flat, no escapes: chat-json.h): it
+ * is read in scratch, which must hold len bytes, and ev->body may point
+ * into scratch, which must then outlive ev's use of it. Anything else goes
+ * to chat_event_decode. */
+int chat_event_decode_in(const char *data, size_t len, char *scratch, size_t body_max,
+                         chat_event_t *ev, chat_error_t *err);
+
 /* Releases what decode kept. Safe on a zeroed or already cleared event. */
 void chat_event_clear(chat_event_t *ev);
 

@@ -48,6 +48,8 @@ static chat_event_t make_event(chat_event_type_t type)
     return ev;
 }
 
+static int decode_both(const char *data, size_t len, size_t body_max, chat_error_t *err, int *flat);
+
 /* Encodes ev, decodes the result and checks that every field came back. */
 static void assert_round_trip(const chat_event_t *ev)
 {
@@ -75,19 +77,62 @@ static void assert_round_trip(const chat_event_t *ev)
     else
         assert_null(out.body);
     chat_event_clear(&out);
+    int flat;
+    assert_chat_ok(decode_both(buf.data, buf.len, CHAT_BODY_MAX_DEFAULT, &err, &flat));
     chat_buf_close(&buf);
 }
 
-/* Decodes a NUL-terminated envelope; failures release their memory
- * themselves, so this never calls chat_event_clear after one (LeakSanitizer
- * would report the document otherwise). */
+static void assert_same_event(const chat_event_t *a, const chat_event_t *b)
+{
+    assert_int_equal(a->type, b->type);
+    assert_string_equal(a->id, b->id);
+    assert_string_equal(a->conv, b->conv);
+    assert_string_equal(a->from, b->from);
+    assert_string_equal(a->dev, b->dev);
+    assert_string_equal(a->cid, b->cid);
+    assert_int_equal(a->ts, b->ts);
+    assert_int_equal(a->upto, b->upto);
+    assert_int_equal(a->target, b->target);
+    assert_string_equal(a->user, b->user);
+    assert_int_equal(a->body_len, b->body_len);
+    if (a->body != NULL)
+        assert_memory_equal(a->body, b->body, a->body_len);
+    else
+        assert_null(b->body);
+}
+
+/* Decodes data[0..len) with chat_event_decode_in and with chat_event_decode
+ * (jansson only) and checks that they decide the same and read the same.
+ * Returns the decision; *flat says whether the flat path read it (its body
+ * points into the scratch area). */
+static int decode_both(const char *data, size_t len, size_t body_max, chat_error_t *err, int *flat)
+{
+    chat_event_t a, b;
+    chat_error_t err_b = {0, ""};
+    char *scratch = test_malloc(len + 1);
+    int rc = chat_event_decode_in(data, len, scratch, body_max, &a, err);
+    int rc_b = chat_event_decode(data, len, body_max, &b, &err_b);
+    if (rc != rc_b)
+        fail_msg("%.*s: decode_in says %s (%s), decode says %s (%s)", (int)len, data,
+                 chat_err_name(rc), err->message, chat_err_name(rc_b), err_b.message);
+    *flat = 0;
+    if (rc == 0) {
+        assert_same_event(&a, &b);
+        *flat = a.body != NULL && a.body >= scratch && a.body < scratch + len;
+        chat_event_clear(&a);
+        chat_event_clear(&b);
+    }
+    test_free(scratch);
+    return rc;
+}
+
+/* Decodes a NUL-terminated envelope both ways; failures release their
+ * memory themselves, so this never calls chat_event_clear after one
+ * (LeakSanitizer would report the document otherwise). */
 static int decode(const char *json, size_t body_max, chat_error_t *err)
 {
-    chat_event_t ev;
-    int rc = chat_event_decode(json, strlen(json), body_max, &ev, err);
-    if (rc == 0)
-        chat_event_clear(&ev);
-    return rc;
+    int flat;
+    return decode_both(json, strlen(json), body_max, err, &flat);
 }
 
 #define ENV_HEAD "{\"v\":1,\"id\":\"" ID "\",\"conv\":\"d.alice.bob\",\"from\":\"alice\","
@@ -486,6 +531,66 @@ static void test_decode_uses_len_not_nul(void **state)
     assert_chat_err(chat_event_decode(json, sizeof(json) - 1, 4096, &ev, &err), CHAT_EPARSE);
 }
 
+/* The flat path reads the common envelope; everything it does not take as
+ * it is goes to jansson, and the two agree on every one (decode_both). */
+static void test_decode_in_agrees_with_jansson(void **state)
+{
+    (void)state;
+    chat_error_t err;
+    int flat;
+    const char *plain = ENV_HEAD "\"t\":\"message\",\"ts\":1,\"body\":\"h\xc3\xa9llo\"}";
+    assert_chat_ok(decode_both(plain, strlen(plain), 4096, &err, &flat));
+    assert_true(flat);
+    static const struct {
+        const char *json;
+        int rc;
+    } cases[] = {
+        /* Jansson's: escapes, whitespace, unknown members, nested values. */
+        {ENV_HEAD "\"t\":\"message\",\"ts\":1,\"body\":\"a\\\"b\\u00e9\"}", 0},
+        {" { \"v\" : 1 , \"t\":\"read\",\"id\":\"" ID "\",\"conv\":\"c\",\"from\":\"a\","
+         "\"ts\":1,\"upto\":3 } ",
+         0},
+        {ENV_HEAD "\"t\":\"message\",\"ts\":1,\"body\":\"x\",\"extra\":true,\"n\":null}", 0},
+        {ENV_HEAD "\"t\":\"message\",\"ts\":1,\"body\":\"x\",\"meta\":{\"a\":[1]}}", 0},
+        /* Refused either way. */
+        {ENV_HEAD "\"t\":\"message\",\"ts\":1,\"body\":\"\xff\xfe\"}", CHAT_EPARSE},
+        {ENV_HEAD "\"t\":\"message\",\"ts\":1,\"body\":\"x\",\"\xc3\":1}", CHAT_EPARSE},
+        {ENV_HEAD "\"t\":\"message\",\"ts\":1,\"body\":\"\xed\xa0\x80\"}", CHAT_EPARSE},
+        {ENV_HEAD "\"t\":\"message\",\"ts\":\"1\",\"body\":\"x\"}", CHAT_EPARSE},
+        {ENV_HEAD "\"t\":\"message\",\"ts\":1,\"body\":7}", CHAT_EPARSE},
+        {ENV_HEAD "\"t\":\"message\",\"ts\":1,\"body\":null}", CHAT_EPARSE},
+        {ENV_HEAD "\"t\":\"message\",\"ts\":1,\"dev\":5,\"body\":\"x\"}", CHAT_EPARSE},
+        {ENV_HEAD "\"t\":\"message\",\"ts\":1.5,\"body\":\"x\"}", CHAT_EPARSE},
+        {ENV_HEAD "\"t\":\"message\",\"ts\":99999999999999999999,\"body\":\"x\"}", CHAT_EPARSE},
+        {ENV_HEAD "\"t\":\"message\",\"ts\":1,\"body\":\"x\",\"ts\":2}", CHAT_EPARSE},
+        {ENV_HEAD "\"t\":7,\"ts\":1,\"body\":\"x\"}", CHAT_EPARSE},
+        {ENV_HEAD "\"ts\":1,\"body\":\"x\"}", CHAT_EPARSE},
+        {ENV_HEAD "\"t\":\"message\",\"ts\":1,\"body\":\"x\"} trailing", CHAT_EPARSE},
+        {ENV_HEAD "\"t\":\"message\",\"ts\":1,\"body\":\"tab\there\"}", CHAT_EPARSE},
+        /* Read, then refused by validation, the same way. */
+        {ENV_HEAD "\"t\":\"message\",\"ts\":0,\"body\":\"x\"}", CHAT_EINVAL},
+        {ENV_HEAD "\"t\":\"message\",\"ts\":1,\"body\":\"\"}", CHAT_EINVAL},
+        {ENV_HEAD "\"t\":\"read\",\"ts\":1}", CHAT_EINVAL},
+        {ENV_HEAD "\"t\":\"message\",\"ts\":1,\"body\":\"0123456789\"}", CHAT_ETOOBIG},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = decode_both(cases[i].json, strlen(cases[i].json), 8, &err, &flat);
+        if (rc != cases[i].rc)
+            fail_msg("case %zu (%s): %s, expected %s", i, cases[i].json, chat_err_name(rc),
+                     chat_err_name(cases[i].rc));
+    }
+    /* A name one byte too long for its field: refused both ways. */
+    char json[512];
+    char conv[CHAT_NAME_MAX + 2];
+    memset(conv, 'c', sizeof(conv) - 1);
+    conv[sizeof(conv) - 1] = '\0';
+    snprintf(json, sizeof(json),
+             "{\"v\":1,\"t\":\"read\",\"id\":\"" ID "\",\"conv\":\"%s\",\"from\":\"a\",\"ts\":1,"
+             "\"upto\":1}",
+             conv);
+    assert_chat_err(decode_both(json, strlen(json), 8, &err, &flat), CHAT_EPARSE);
+}
+
 static void test_validate_accepts_each_type(void **state)
 {
     (void)state;
@@ -543,6 +648,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_type_names_round_trip),
+        cmocka_unit_test(test_decode_in_agrees_with_jansson),
         cmocka_unit_test(test_unknown_type_names),
         cmocka_unit_test(test_round_trip_message),
         cmocka_unit_test(test_round_trip_delivered),

@@ -1,4 +1,4 @@
-#include "gw-json.h"
+#include "chat-json.h"
 
 #include <string.h>
 
@@ -65,7 +65,7 @@ static char *read_literal(char *p, const char *end)
     return NULL;
 }
 
-int gw_json_flat_read(char *buf, size_t len, gw_json_flat_t *out)
+int chat_json_flat_read(char *buf, size_t len, chat_json_flat_t *out)
 {
     const char *end = buf + len;
     char *p = (char *)skip_ws(buf, end);
@@ -76,9 +76,9 @@ int gw_json_flat_read(char *buf, size_t len, gw_json_flat_t *out)
     if (p < end && *p == '}')
         return skip_ws(p + 1, end) == end ? 0 : -1;
     for (;;) {
-        if (out->n == GW_JSON_MAX || p == end || *p != '"')
+        if (out->n == CHAT_JSON_MAX || p == end || *p != '"')
             return -1;
-        gw_json_member_t *m = &out->m[out->n];
+        chat_json_member_t *m = &out->m[out->n];
         size_t klen;
         if ((p = read_str(p, end, &m->key, &klen)) == NULL)
             return -1;
@@ -96,13 +96,13 @@ int gw_json_flat_read(char *buf, size_t len, gw_json_flat_t *out)
         m->len = 0;
         m->num = 0;
         if (*p == '"') {
-            m->type = GW_JSON_STRING;
+            m->type = CHAT_JSON_STRING;
             p = read_str(p, end, &m->str, &m->len);
         } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
-            m->type = GW_JSON_INT;
+            m->type = CHAT_JSON_INT;
             p = read_int(p, end, &m->num);
         } else {
-            m->type = GW_JSON_LITERAL;
+            m->type = CHAT_JSON_LITERAL;
             p = read_literal(p, end);
         }
         if (p == NULL)
@@ -119,11 +119,60 @@ int gw_json_flat_read(char *buf, size_t len, gw_json_flat_t *out)
     }
 }
 
-const gw_json_member_t *gw_json_flat_get(const gw_json_flat_t *o, const char *key)
+const chat_json_member_t *chat_json_flat_get(const chat_json_flat_t *o, const char *key)
 {
     for (size_t i = 0; i < o->n; i++) {
         if (strcmp(o->m[i].key, key) == 0)
             return &o->m[i];
     }
     return NULL;
+}
+
+/* Returns 1 if s[0..len) is well-formed UTF-8 (no overlongs, no surrogates,
+ * nothing above U+10FFFF), as RFC 6455 requires of text frames. */
+int chat_utf8_valid(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        /* ASCII, the usual case, eight bytes at a time. */
+        if (i + 8 <= len) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if ((w & UINT64_C(0x8080808080808080)) == 0) {
+                i += 8;
+                continue;
+            }
+        }
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;
+        uint32_t cp;
+        if ((c & 0xe0) == 0xc0) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (i + n >= len)
+            return 0;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
 }

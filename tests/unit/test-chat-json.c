@@ -1,4 +1,4 @@
-/* gw-json: the flat reader takes the common client frame and gives up on
+/* chat-json: the flat reader takes the common client frame and gives up on
  * everything else, which jansson then reads; so what it accepts must be
  * exactly what jansson reads the same way. */
 #include "chat-test.h"
@@ -6,41 +6,41 @@
 #include <jansson.h>
 #include <string.h>
 
-#include "gw-json.h"
+#include "chat-json.h"
 
 /* Reads text with a writable copy; returns the reader's answer. */
-static int flat(const char *text, gw_json_flat_t *o, char *copy, size_t size)
+static int flat(const char *text, chat_json_flat_t *o, char *copy, size_t size)
 {
     size_t n = strlen(text);
     assert_true(n < size);
     memcpy(copy, text, n + 1);
-    return gw_json_flat_read(copy, n, o);
+    return chat_json_flat_read(copy, n, o);
 }
 
 static void test_reads_a_send_frame(void **state)
 {
     (void)state;
     char buf[512];
-    gw_json_flat_t o;
+    chat_json_flat_t o;
     assert_int_equal(flat(" {\"t\":\"send\", \"conv\" : "
                           "\"d.abc\",\"cid\":\"m-1\",\"body\":\"h\xc3\xa9llo\",\"n\":-42,"
                           "\"ok\":true,\"z\":null}\r\n",
                           &o, buf, sizeof(buf)),
                      0);
     assert_int_equal(o.n, 7);
-    const gw_json_member_t *m = gw_json_flat_get(&o, "conv");
+    const chat_json_member_t *m = chat_json_flat_get(&o, "conv");
     assert_non_null(m);
-    assert_int_equal(m->type, GW_JSON_STRING);
+    assert_int_equal(m->type, CHAT_JSON_STRING);
     assert_string_equal(m->str, "d.abc");
     assert_int_equal(m->len, 5);
-    m = gw_json_flat_get(&o, "body");
+    m = chat_json_flat_get(&o, "body");
     assert_string_equal(m->str, "h\xc3\xa9llo");
     assert_int_equal(m->len, 6);
-    m = gw_json_flat_get(&o, "n");
-    assert_int_equal(m->type, GW_JSON_INT);
+    m = chat_json_flat_get(&o, "n");
+    assert_int_equal(m->type, CHAT_JSON_INT);
     assert_int_equal(m->num, -42);
-    assert_int_equal(gw_json_flat_get(&o, "ok")->type, GW_JSON_LITERAL);
-    assert_null(gw_json_flat_get(&o, "missing"));
+    assert_int_equal(chat_json_flat_get(&o, "ok")->type, CHAT_JSON_LITERAL);
+    assert_null(chat_json_flat_get(&o, "missing"));
     assert_int_equal(flat("{}", &o, buf, sizeof(buf)), 0);
     assert_int_equal(o.n, 0);
 }
@@ -49,14 +49,14 @@ static void test_integer_limits(void **state)
 {
     (void)state;
     char buf[128];
-    gw_json_flat_t o;
+    chat_json_flat_t o;
     assert_int_equal(flat("{\"a\":9223372036854775807,\"b\":-9223372036854775808,\"c\":0,\"d\":-0}",
                           &o, buf, sizeof(buf)),
                      0);
-    assert_true(gw_json_flat_get(&o, "a")->num == INT64_MAX);
-    assert_true(gw_json_flat_get(&o, "b")->num == INT64_MIN);
-    assert_int_equal(gw_json_flat_get(&o, "c")->num, 0);
-    assert_int_equal(gw_json_flat_get(&o, "d")->num, 0);
+    assert_true(chat_json_flat_get(&o, "a")->num == INT64_MAX);
+    assert_true(chat_json_flat_get(&o, "b")->num == INT64_MIN);
+    assert_int_equal(chat_json_flat_get(&o, "c")->num, 0);
+    assert_int_equal(chat_json_flat_get(&o, "d")->num, 0);
 }
 
 /* Each of these the flat reader leaves to jansson: not flat, not JSON, or
@@ -96,7 +96,7 @@ static void test_gives_up_on_everything_else(void **state)
         "\"l\":12,\"m\":13,\"n\":14,\"o\":15,\"p\":16,\"q\":17}",
     };
     char buf[512];
-    gw_json_flat_t o;
+    chat_json_flat_t o;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         if (flat(cases[i], &o, buf, sizeof(buf)) != -1)
             fail_msg("accepted: %s", cases[i]);
@@ -114,7 +114,7 @@ static void test_agrees_with_jansson(void **state)
         " { \"a\" : -7 , \"b\" : \"\xe2\x82\xac\" } ",
     };
     char buf[512];
-    gw_json_flat_t o;
+    chat_json_flat_t o;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         assert_int_equal(flat(cases[i], &o, buf, sizeof(buf)), 0);
         json_error_t jerr;
@@ -124,11 +124,11 @@ static void test_agrees_with_jansson(void **state)
         for (size_t k = 0; k < o.n; k++) {
             json_t *v = json_object_get(root, o.m[k].key);
             assert_non_null(v);
-            if (o.m[k].type == GW_JSON_STRING) {
+            if (o.m[k].type == CHAT_JSON_STRING) {
                 assert_true(json_is_string(v));
                 assert_int_equal(json_string_length(v), o.m[k].len);
                 assert_memory_equal(json_string_value(v), o.m[k].str, o.m[k].len);
-            } else if (o.m[k].type == GW_JSON_INT) {
+            } else if (o.m[k].type == CHAT_JSON_INT) {
                 assert_true(json_is_integer(v));
                 assert_true(json_integer_value(v) == o.m[k].num);
             } else {
@@ -147,5 +147,5 @@ int main(void)
         cmocka_unit_test(test_gives_up_on_everything_else),
         cmocka_unit_test(test_agrees_with_jansson),
     };
-    return cmocka_run_group_tests_name("gw-json", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("chat-json", tests, NULL, NULL);
 }
