@@ -63,10 +63,12 @@ struct cs_pipeline_s {
     uint64_t now;            /* when the attempt began, chat_now_ms() */
     cs_conv_t **dirty_convs; /* conversations whose last_seq this write raises */
     size_t n_dirty_convs, cap_dirty_convs;
+    uint64_t last_seq_next;  /* no last_seq chunk before (the budget) */
     cs_mark_t **dirty_marks; /* watermarks to write (those with batch == this batch) */
     size_t n_dirty_marks;
 
-    chat_buf_t frames; /* every frame of the batch, back to back */
+    chat_buf_t frames;  /* every frame of the batch, back to back */
+    chat_buf_t scratch; /* the batch's envelopes, read in place (bodies point here) */
     cs_stats_t stats;
     cs_stats_t pending; /* this attempt's counts, added to stats if it is applied */
 };

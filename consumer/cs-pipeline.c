@@ -14,9 +14,12 @@
  * a batch boundary and refilled lazily: a crude bound on memory that costs
  * one reload per active conversation, and is always safe (cs-state.h). */
 #define CACHE_MAX 500000
-/* The last_seq writes a batch carries when last_seq_ms > 0: one update
- * command (cs-store.c sends updates in commands of 32). */
+/* The last_seq writes of one chunk when last_seq_ms > 0: one update
+ * command (cs-store.c sends updates in commands of 32); after a chunk, the
+ * next waits LAST_SEQ_BUDGET times as long as it took (at most a tenth of
+ * the time goes to them). */
 #define LAST_SEQ_WRITES 32
+#define LAST_SEQ_BUDGET 9
 #define FRAMES_MAX      (512u << 20)
 #define DLQ_FLUSH_MS    10000
 
@@ -56,6 +59,7 @@ cs_pipeline_t *cs_pipeline_new(const cs_config_t *cfg, cs_state_t *state, cs_sto
         p->target_map == NULL)
         goto fail;
     chat_buf_init(&p->frames, FRAMES_MAX);
+    chat_buf_init(&p->scratch, FRAMES_MAX);
     return p;
 fail:
     cs_pipeline_destroy(p);
@@ -78,6 +82,8 @@ void cs_pipeline_destroy(cs_pipeline_t *p)
     cs_map_destroy(p->target_map);
     if (p->frames.data != NULL)
         chat_buf_close(&p->frames);
+    if (p->scratch.data != NULL)
+        chat_buf_close(&p->scratch);
     free(p);
 }
 
@@ -89,6 +95,12 @@ const cs_stats_t *cs_pipeline_stats(const cs_pipeline_t *p)
 static void decode_all(cs_pipeline_t *p)
 {
     chat_error_t err;
+    size_t total = 0, off = 0;
+    /* One scratch area for the batch, sized first: bodies point into it. */
+    for (size_t i = 0; i < p->n; i++)
+        total += p->items[i].rkm->len;
+    chat_buf_reset(&p->scratch);
+    int scratch = chat_buf_reserve(&p->scratch, total) == 0;
     for (size_t i = 0; i < p->n; i++) {
         cs_item_t *item = &p->items[i];
         const rd_kafka_message_t *rkm = item->rkm;
@@ -96,8 +108,12 @@ static void decode_all(cs_pipeline_t *p)
             cs_item_reject(item, "empty value");
             continue;
         }
-        if (chat_event_decode(rkm->payload, rkm->len, (size_t)p->cfg->body_max, &item->ev, &err) !=
-            0) {
+        int rc = scratch ? chat_event_decode_in(rkm->payload, rkm->len, p->scratch.data + off,
+                                                (size_t)p->cfg->body_max, &item->ev, &err)
+                         : chat_event_decode(rkm->payload, rkm->len, (size_t)p->cfg->body_max,
+                                             &item->ev, &err);
+        off += rkm->len;
+        if (rc != 0) {
             cs_item_reject(item, "undecodable: %s", err.message);
             continue;
         }
@@ -192,14 +208,13 @@ static void route_publish(cs_pipeline_t *p)
     p->stats.published += gateways;
 }
 
-/* Queues the last_seq writes of the dirty conversations (of parts[0..np)
- * only, when parts is not NULL) dirty since before_ms or earlier, oldest
- * first: all of them when last_seq_ms is 0, else at most LAST_SEQ_WRITES. */
+/* Queues the last_seq writes of at most max dirty conversations (of
+ * parts[0..np) only, when parts is not NULL) dirty since before_ms or
+ * earlier, oldest first. */
 static int queue_last_seqs(cs_pipeline_t *p, uint64_t before_ms, const int32_t *parts, size_t np,
-                           chat_error_t *err)
+                           size_t max, chat_error_t *err)
 {
     int rc = 0;
-    size_t max = p->cfg->last_seq_ms == 0 ? p->cap_dirty_convs : LAST_SEQ_WRITES;
     p->n_dirty_convs = cs_state_dirty(p->state, before_ms, parts, np, p->dirty_convs, max);
     for (size_t k = 0; k < p->n_dirty_convs && rc == 0; k++)
         rc = cs_store_add_last_seq(p->store, p->dirty_convs[k]->id, p->dirty_convs[k]->last_seq,
@@ -207,31 +222,19 @@ static int queue_last_seqs(cs_pipeline_t *p, uint64_t before_ms, const int32_t *
     return rc;
 }
 
-/* After a write that carried them: the store holds those last_seqs. */
-static void last_seqs_written(cs_pipeline_t *p)
-{
-    for (size_t k = 0; k < p->n_dirty_convs; k++)
-        cs_state_conv_stored(p->state, p->dirty_convs[k], p->dirty_convs[k]->last_seq);
-    p->stats.last_seq_writes += p->n_dirty_convs;
-    p->n_dirty_convs = 0;
-}
-
-/* The dirty_ms of the conversations a batch writes last_seq for. */
-static uint64_t last_seq_due(const cs_pipeline_t *p)
-{
-    uint64_t every = (uint64_t)p->cfg->last_seq_ms;
-    return every == 0 ? UINT64_MAX : p->now > every ? p->now - every : 0;
-}
-
 int cs_pipeline_flush(cs_pipeline_t *p, const int32_t *parts, size_t np, int all)
 {
     chat_error_t err = {0, ""};
     cs_store_result_t res;
-    if (p->cfg->dry_run)
+    uint64_t every = (uint64_t)p->cfg->last_seq_ms, now = chat_now_ms();
+    if (p->cfg->dry_run || (!all && now < p->last_seq_next))
         return 0;
-    p->now = chat_now_ms();
+    /* With last_seq_ms 0 everything is due, at once. */
+    all |= every == 0;
+    uint64_t before = all ? UINT64_MAX : now > every ? now - every : 0;
+    size_t max = all ? p->cap_dirty_convs : LAST_SEQ_WRITES;
     do {
-        int rc = queue_last_seqs(p, all ? UINT64_MAX : last_seq_due(p), parts, np, &err);
+        int rc = queue_last_seqs(p, before, parts, np, max, &err);
         if (rc == 0 && p->n_dirty_convs == 0)
             return 0;
         if (rc == 0)
@@ -244,8 +247,16 @@ int cs_pipeline_flush(cs_pipeline_t *p, const int32_t *parts, size_t np, int all
                       cs_state_dirty_count(p->state), err.message);
             return rc;
         }
-        last_seqs_written(p);
+        for (size_t k = 0; k < p->n_dirty_convs; k++)
+            cs_state_conv_stored(p->state, p->dirty_convs[k], p->dirty_convs[k]->last_seq);
+        p->stats.last_seq_writes += p->n_dirty_convs;
+        p->n_dirty_convs = 0;
     } while (all);
+    /* The budget: the next chunk waits LAST_SEQ_BUDGET times as long as
+     * this one took, so that these writes take a bounded share of the
+     * store whatever it charges for an update. */
+    uint64_t done = chat_now_ms();
+    p->last_seq_next = done + LAST_SEQ_BUDGET * (done - now);
     return 0;
 }
 
@@ -503,8 +514,6 @@ static int apply_all(cs_pipeline_t *p, chat_error_t *err)
         else
             rc = apply_sequenced(p, item, err);
     }
-    if (rc == 0)
-        rc = queue_last_seqs(p, last_seq_due(p), NULL, 0, err);
     for (size_t k = 0; k < p->n_dirty_marks && rc == 0; k++) {
         cs_mark_t *m = p->dirty_marks[k];
         if (m->batch != p->batch)
@@ -628,7 +637,7 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
     for (size_t i = 0; i < n; i++)
         p->items[i].rkm = msgs[i];
     p->n = n;
-    p->n_dirty_convs = p->n_dirty_marks = 0;
+    p->n_dirty_marks = 0;
     chat_buf_reset(&p->frames);
 
     decode_all(p);
@@ -670,8 +679,6 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
         return fail(p, "store write failed", &err);
     }
     p->stats.messages += (uint64_t)res.inserted;
-    if (!p->cfg->dry_run)
-        last_seqs_written(p);
     if (send_dead_letters(p, &dead) != 0) {
         chat_error_set(&err, CHAT_EKAFKA, "cannot queue a dead letter");
         return fail(p, "dead-letter produce failed", &err);
@@ -725,5 +732,10 @@ int cs_pipeline_run(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n)
     int rc;
     while ((rc = attempt(p, msgs, n, mode)) == CHAT_EDUP && mode < MODE_THOROUGH)
         mode++;
-    return rc == 0 ? 0 : CHAT_EAGAIN;
+    if (rc != 0)
+        return CHAT_EAGAIN;
+    /* After the batch's own write and its deliveries, so that it delays
+     * neither; a failure here leaves them lagging, not the batch undone. */
+    cs_pipeline_flush(p, NULL, 0, 0);
+    return 0;
 }

@@ -30,8 +30,9 @@
  *
  * last_seq. The conversation document's last_seq is a hint for the next
  * owner, not the truth (the messages are): a busy conversation's is written
- * once it has lagged the cache for last_seq_ms, at most LAST_SEQ_WRITES per
- * batch, oldest first, and every lagging one before its partition is handed
+ * once it has lagged the cache for last_seq_ms, oldest first, after a
+ * batch or while idle, in chunks of one update command that take at most a
+ * tenth of the time; and every lagging one before its partition is handed
  * over, before the cache is dropped and when the consumer stops
  * (cs_pipeline_flush). One update per conversation per batch was most of
  * what a batch cost on FerretDB. Only a crash leaves it behind the
@@ -102,13 +103,13 @@ void cs_pipeline_destroy(cs_pipeline_t *p);
  * cache proved stale); the cache is then empty. */
 int cs_pipeline_run(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n);
 
-/* Writes the stored last_seq of dirty conversations (of parts[0..np) only,
- * when parts is not NULL): with all, every one, in commands of
- * LAST_SEQ_WRITES; else one command's worth of those that have waited
- * last_seq_ms. Called between batches: when the loop is idle, before
- * partitions are handed over, before the cache is dropped and at the end.
- * Returns 0, or the store's error (logged; they stay dirty). A dry run
- * writes nothing. */
+/* Writes the stored last_seq of lagging conversations (of parts[0..np)
+ * only, when parts is not NULL): with all (or last_seq_ms 0), every one;
+ * else, unless the last chunk's budget still runs, one update command's
+ * worth of those that have lagged last_seq_ms. cs_pipeline_run calls it
+ * after each batch; the caller, between batches: when idle, before
+ * partitions are handed over and at the end. Returns 0, or the store's
+ * error (logged; they stay lagging). A dry run writes nothing. */
 int cs_pipeline_flush(cs_pipeline_t *p, const int32_t *parts, size_t np, int all);
 
 /* The counters. */

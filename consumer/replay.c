@@ -491,6 +491,8 @@ static int replay(rp_run_t *run)
         }
     }
     free(msgs);
+    if (cs_pipeline_flush(run->p, NULL, 0, 1) != 0 && status == 0)
+        status = 1; /* the conversations' last_seq could not be written */
     if (status == 0 && !all_done(run->parts, run->n_parts)) {
         CHAT_WARN("interrupted before the end");
         status = 1;
