@@ -112,7 +112,7 @@ rd_kafka_t *chat_kafka_consumer_new_with_rebalance(const char *brokers, const ch
                                 "partition.assignment.strategy",
                                 "cooperative-sticky",
                                 "fetch.wait.max.ms",
-                                "10",
+                                "100",
                                 "socket.nagle.disable",
                                 "true",
                                 NULL};
