@@ -130,6 +130,14 @@ bench_stop_all() {
   BENCH_PIDS=()
 }
 
+# bench_stop_pid PID: SIGTERM to the session PID leads, waits up to 120 s
+# for a clean stop, then SIGKILL.
+bench_stop_pid() {
+  kill -TERM -- "-$1" 2>/dev/null || kill -TERM "$1" 2>/dev/null || return 0
+  for _ in $(seq 1 600); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.2; done
+  kill -KILL -- "-$1" 2>/dev/null || true
+}
+
 # The processes of a gateway: its parent and its workers (same session).
 bench_tree_pids() {
   ps -o pid= -s "$1" 2>/dev/null | tr -s ' \n' ' '
