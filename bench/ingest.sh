@@ -65,14 +65,20 @@ until grep -q '\] run ' "$BENCH_LOGS/ingest-loadgen.err" 2>/dev/null; do
 done
 sleep "$WARMUP"
 gw_cpu() { local s=0 i; for i in $(seq 1 "$NGW"); do s=$((s + $(bench_cpu_ticks "$(eval echo "\$BENCH_PID_gw$i")"))); done; echo "$s"; }
+# The whole machine's busy ticks (all CPUs, /proc/stat: all but idle and
+# iowait), to show what the load generator and the broker leave over.
+busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 c0=$(gw_cpu)
+m0=$(busy)
 t0=$(date +%s.%N)
 sleep $((DURATION - 1))
 c1=$(gw_cpu)
+m1=$(busy)
 t1=$(date +%s.%N)
 wait "$lg" || rc=$?
 [ "$rc" = 0 ] || { tail -30 "$OUT-gateway.txt"; bdie "chat-loadgen failed ($rc)"; }
 gw_cores=$(awk -v a="$c0" -v b="$c1" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / hz / (t1 - t0) }')
+busy_cores=$(awk -v a="$m0" -v b="$m1" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / hz / (t1 - t0) }')
 read -r gw_rate gw_count gw_p50 gw_p99 <<<"$(python3 - "$OUT-gateway.json" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1])); l = r["latency"]["send_to_sent"]; t = r["times"]
@@ -91,6 +97,7 @@ read -r raw_rate raw_s <<<"$(python3 -c "import json; r = json.load(open('$OUT-r
 raw_cores=$(awk -v c="$raw_cpu" -v s="$raw_s" 'BEGIN { split(c, a, " "); printf "%.2f", (a[1] + a[2]) / s }')
 {
   echo "gateway:  $gw_rate messages/s acknowledged, using $gw_cores CPU cores (send -> sent p50 $gw_p50 ms, p99 $gw_p99 ms)"
+  echo "machine:  $busy_cores of $(nproc) cores busy meanwhile (the gateway's $gw_cores; the rest is the load generator, the broker and the kernel)"
   echo "raw:      $raw_rate messages/s, using $raw_cores CPU cores ($(tail -1 "$OUT-raw.txt"))"
   awk -v g="$gw_rate" -v r="$raw_rate" -v gc="$gw_cores" -v rc="$raw_cores" 'BEGIN {
     printf "ratio:    %.0f%% of the raw producer rate (target >= 80%%); per CPU core used: %.0f vs %.0f messages/s, %.0f%%\n",
