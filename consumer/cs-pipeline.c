@@ -226,7 +226,7 @@ int cs_pipeline_flush(cs_pipeline_t *p, const int32_t *parts, size_t np, int all
 {
     chat_error_t err = {0, ""};
     cs_store_result_t res;
-    uint64_t every = (uint64_t)p->cfg->last_seq_ms, now = chat_now_ms();
+    uint64_t every = (uint64_t)p->cfg->last_seq_ms, now = chat_mono_ms();
     if (p->cfg->dry_run || (!all && now < p->last_seq_next))
         return 0;
     /* With last_seq_ms 0 everything is due, at once. */
@@ -255,7 +255,7 @@ int cs_pipeline_flush(cs_pipeline_t *p, const int32_t *parts, size_t np, int all
     /* The budget: the next chunk waits LAST_SEQ_BUDGET times as long as
      * this one took, so that these writes take a bounded share of the
      * store whatever it charges for an update. */
-    uint64_t done = chat_now_ms();
+    uint64_t done = chat_mono_ms();
     p->last_seq_next = done + LAST_SEQ_BUDGET * (done - now);
     return 0;
 }
@@ -622,7 +622,7 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
     int rc;
 
     uint64_t started = chat_now_ms(), write_ms;
-    p->now = started;
+    p->now = chat_mono_ms();
     p->batch++;
     memset(&p->pending, 0, sizeof(p->pending));
     p->careful = mode >= MODE_CAREFUL;

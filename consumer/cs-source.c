@@ -2,8 +2,8 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "chat-id.h"
 #include "chat-kafka.h"
 #include "chat-log.h"
 
@@ -21,13 +21,6 @@ struct cs_source_s {
     int32_t *parts; /* scratch for change_cb */
     size_t parts_cap;
 };
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void drop_from_batch(cs_source_t *src, const int32_t *parts, size_t np)
 {
@@ -223,7 +216,7 @@ int cs_source_fill(cs_source_t *src, rd_kafka_message_t **msgs, size_t max, int 
         if (*n == 0) {
             timeout = wait_ms;
         } else {
-            uint64_t now = mono_ms();
+            uint64_t now = chat_mono_ms();
             timeout = now >= deadline ? 0 : (int)(deadline - now);
         }
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(src->rk, timeout);
@@ -242,7 +235,7 @@ int cs_source_fill(cs_source_t *src, rd_kafka_message_t **msgs, size_t max, int 
             continue;
         }
         if (*n == 0)
-            deadline = mono_ms() + (uint64_t)batch_ms;
+            deadline = chat_mono_ms() + (uint64_t)batch_ms;
         msgs[(*n)++] = rkm;
     }
     src->msgs = NULL;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "chat-id.h"
 #include "chat-log.h"
 #include "chat-mongo.h"
 #include "cs-config.h"
@@ -34,18 +35,11 @@ static void on_signal(int sig)
     stopping = 1;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Sleeps ms milliseconds in short steps, returning early on a signal. */
 static void pause_ms(uint64_t ms)
 {
-    uint64_t end = mono_ms() + ms;
-    while (!stopping && mono_ms() < end) {
+    uint64_t end = chat_mono_ms() + ms;
+    while (!stopping && chat_mono_ms() < end) {
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -127,7 +121,7 @@ static int prepare_store(cs_store_t *store)
 static int run(const cs_config_t *cfg, cs_source_t *src, cs_pipeline_t *p, cs_state_t *state)
 {
     rd_kafka_message_t **msgs = calloc((size_t)cfg->batch_max, sizeof(*msgs));
-    uint64_t backoff = 0, next_stats = mono_ms() + STATS_EVERY_MS;
+    uint64_t backoff = 0, next_stats = chat_mono_ms() + STATS_EVERY_MS;
     int status = 0;
     if (msgs == NULL) {
         CHAT_ERROR("out of memory");
@@ -157,9 +151,9 @@ static int run(const cs_config_t *cfg, cs_source_t *src, cs_pipeline_t *p, cs_st
         } else {
             cs_pipeline_flush(p, NULL, 0, 0); /* what waited its time, while idle */
         }
-        if (mono_ms() >= next_stats) {
+        if (chat_mono_ms() >= next_stats) {
             log_stats(cs_pipeline_stats(p), state);
-            next_stats = mono_ms() + STATS_EVERY_MS;
+            next_stats = chat_mono_ms() + STATS_EVERY_MS;
         }
     }
     free(msgs);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "chat-config.h"
+#include "chat-id.h"
 #include "chat-log.h"
 #include "chat-mongo.h"
 #include "cs-config.h"
@@ -104,17 +105,10 @@ static void on_signal(int sig)
     stopping = 1;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void pause_ms(uint64_t ms)
 {
-    uint64_t end = mono_ms() + ms;
-    while (!stopping && mono_ms() < end) {
+    uint64_t end = chat_mono_ms() + ms;
+    while (!stopping && chat_mono_ms() < end) {
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -365,7 +359,7 @@ static void log_progress(const rp_run_t *run, const char *what)
     const cs_stats_t *s = cs_pipeline_stats(run->p);
     char pos[1024] = "";
     size_t len = 0;
-    uint64_t ms = mono_ms() - run->started;
+    uint64_t ms = chat_mono_ms() - run->started;
     for (size_t k = 0; k < run->n_parts && len + 48 < sizeof(pos); k++) {
         const rp_part_t *part = &run->parts[k];
         len += (size_t)snprintf(pos + len, sizeof(pos) - len, "%s%d:%lld/%lld", k ? " " : "",
@@ -385,7 +379,7 @@ static void log_progress(const rp_run_t *run, const char *what)
 static void print_summary(const rp_run_t *run, int status)
 {
     const cs_stats_t *s = cs_pipeline_stats(run->p);
-    uint64_t ms = mono_ms() - run->started;
+    uint64_t ms = chat_mono_ms() - run->started;
     printf("chat-replay: %s%s: read %llu events in %.1f s, %s %llu, duplicates %llu, "
            "receipts %llu, stale receipts %llu, changes %llu, dead letters %llu;",
            status == 0 ? "done" : "FAILED", run->rc->dry_run ? " (dry run, nothing written)" : "",
@@ -426,7 +420,7 @@ static int replay(rp_run_t *run)
     rd_kafka_message_t **msgs = calloc(max, sizeof(*msgs));
     rd_kafka_t *rk = cs_source_handle(run->src);
     uint64_t backoff = 0, every = (uint64_t)run->rc->progress * 1000;
-    uint64_t next = mono_ms() + every;
+    uint64_t next = chat_mono_ms() + every;
     int failures = 0, status = 0;
     if (msgs == NULL) {
         CHAT_ERROR("out of memory");
@@ -485,9 +479,9 @@ static int replay(rp_run_t *run)
                           (long long)part->applied);
             }
         }
-        if (every > 0 && mono_ms() >= next) {
+        if (every > 0 && chat_mono_ms() >= next) {
             log_progress(run, "progress");
-            next = mono_ms() + every;
+            next = chat_mono_ms() + every;
         }
     }
     free(msgs);
@@ -520,7 +514,7 @@ static int start_and_run(const rp_config_t *rc, cs_source_t *src, cs_pipeline_t 
     CHAT_INFO("replaying %s into %s (%zu partitions, no group, no commits), routing %s%s",
               rc->topic, cs_store_db(store), n_parts, rc->route ? "on" : "off",
               rc->dry_run ? ", DRY RUN: nothing is written or produced" : "");
-    rp_run_t run = {rc, src, p, parts, n_parts, 0, mono_ms()};
+    rp_run_t run = {rc, src, p, parts, n_parts, 0, chat_mono_ms()};
     int status = replay(&run);
     log_progress(&run, status == 0 ? "finished" : "stopped");
     print_summary(&run, status);

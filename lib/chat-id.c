@@ -61,9 +61,19 @@ int chat_name_valid(const char *s, size_t len)
     return 1;
 }
 
-uint64_t chat_now_ms(void)
+static uint64_t clock_ms(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(id, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t chat_now_ms(void)
+{
+    return clock_ms(CLOCK_REALTIME);
+}
+
+uint64_t chat_mono_ms(void)
+{
+    return clock_ms(CLOCK_MONOTONIC);
 }

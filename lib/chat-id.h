@@ -27,4 +27,8 @@ int chat_name_valid(const char *s, size_t len);
 /* Milliseconds since the Unix epoch (wall clock). */
 uint64_t chat_now_ms(void);
 
+/* Milliseconds of a clock that never jumps (CLOCK_MONOTONIC), for
+ * intervals and deadlines. */
+uint64_t chat_mono_ms(void);
+
 #endif
