@@ -157,8 +157,9 @@ static int run(const cs_config_t *cfg, cs_source_t *src, cs_pipeline_t *p, cs_st
         }
     }
     free(msgs);
-    /* The group hands our partitions over when we leave (the rebalance
-     * writes theirs); this covers a stop before the first assignment. */
+    /* Everything lagging is written before we leave the group, so the
+     * partitions' next owners start from exact last_seqs (the revocation
+     * on leaving then finds nothing left to write). */
     cs_pipeline_flush(p, NULL, 0, 1);
     return status;
 }

@@ -62,6 +62,8 @@ def test_replay_restores_deleted_messages(live, name):
 
     messages.delete_many({"conv": {"$in": convs}})
     assert stored() == []
+    # A lost store lost its conversations' last_seq too.
+    live.mongo.conversations.update_many({"_id": {"$in": convs}}, {"$set": {"last_seq": 0}})
 
     # A dry run counts what it would store and writes nothing.
     dry = replay(live, "--dry-run")
@@ -75,6 +77,10 @@ def test_replay_restores_deleted_messages(live, name):
     after = stored()
     assert after == before, f"{summary}\nbefore {before}\nafter  {after}"
     assert len({i for _, i, _ in after}) == len(after)
+    # The replay leaves last_seq whole (it writes it every batch; the live
+    # consumers may also raise it to the same value).
+    docs = live.mongo.conversations.find({"_id": {"$in": convs}}, {"last_seq": 1})
+    assert sorted(d["last_seq"] for d in docs) == [PER_CONV, PER_CONV]
 
     # Over a full store a replay is all duplicates.
     again = replay(live)
