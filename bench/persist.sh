@@ -64,8 +64,8 @@ for i in $(seq 1 "$NCONS"); do
   : >"$BENCH_LOGS/p$i.log"
   bench_consumer "p$i" --log-level debug ${BENCH_CONSUMER_ARGS:-}
 done
-names=()
-for i in $(seq 1 "$NCONS"); do names+=("p$i"); done
+names=() logs=()
+for i in $(seq 1 "$NCONS"); do names+=("p$i"); logs+=("$BENCH_LOGS/p$i.log"); done
 bench_consumers_settled "${names[@]}"
 
 blog "producing $COUNT envelopes; timing until the store holds them all"
@@ -77,7 +77,7 @@ t0=$(date +%s.%N)
 # prints one per batch with its time), not by asking the store: on FerretDB
 # a count scans the collection, and polling it would slow the very writes
 # it times. The store is counted once at the end.
-consumer_s=$("$PY" - "$MONGO/$BENCH_DB" "$COUNT" "$t0" "$BENCH_LOGS"/p*.log <<'EOF'
+consumer_s=$("$PY" - "$MONGO/$BENCH_DB" "$COUNT" "$t0" "${logs[@]}" <<'EOF'
 import datetime, re, sys, time, pymongo
 want, t0, logs = int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
 line = re.compile(r"^(\S+) chat-consumer debug .* batch \d+: (\d+) events applied")
@@ -107,7 +107,7 @@ consumer_rate=$(awk -v n="$COUNT" -v s="$consumer_s" 'BEGIN { printf "%.0f", n /
 stopped=$(date +%s.%N)
 for i in $(seq 1 "$NCONS"); do bench_stop_pid "$(eval "echo \$BENCH_PID_p$i")"; done
 stop_s=$(awk -v a="$stopped" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
-stats=$(grep -h "stats:" "$BENCH_LOGS"/p*.log | tail -"$NCONS" | sed 's/.*stats: //' || true)
+stats=$(for log in "${logs[@]}"; do grep -h "stats:" "$log" | tail -1; done | sed 's/.*stats: //' || true)
 
 blog "raw bulk insert of $COUNT documents"
 "$BENCH_BUILD/bench/chat-bench-insert" --mongo-uri "$MONGO/benchraw" --count "$COUNT" --size "$BODY" \
