@@ -644,7 +644,9 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
     if ((rc = cs_load_convs(p, &err)) != 0 || (rc = cs_load_messages(p, &err)) != 0 ||
         (rc = cs_load_marks(p, &err)) != 0 || (rc = cs_load_targets(p, &err)) != 0)
         return fail(p, "store read failed", &err);
+    uint64_t read_at = chat_now_ms();
     route_prepare(p);
+    uint64_t presence_at = chat_now_ms();
     if ((rc = apply_all(p, &err)) != 0)
         return fail(p, "cannot queue a write", &err);
     if (p->need_careful)
@@ -712,10 +714,12 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
             if (p->items[i].ev.ts > 0 && (oldest == 0 || p->items[i].ev.ts < oldest))
                 oldest = p->items[i].ev.ts;
         }
-        CHAT_DEBUG("batch %llu: %zu events applied in %llu ms (store write %llu ms); oldest event "
-                   "%lld ms old",
+        CHAT_DEBUG("batch %llu: %zu events applied in %llu ms (decode and reads %llu, presence "
+                   "%llu, store write %llu); oldest event %lld ms old",
                    (unsigned long long)p->batch, p->n, (unsigned long long)(now - started),
-                   (unsigned long long)write_ms, oldest > 0 ? (long long)now - oldest : 0LL);
+                   (unsigned long long)(read_at - started),
+                   (unsigned long long)(presence_at - read_at), (unsigned long long)write_ms,
+                   oldest > 0 ? (long long)now - oldest : 0LL);
     }
     clear_items(p);
     return 0;
