@@ -26,7 +26,7 @@ static const char *get_str(json_t *root, const char *key, size_t *len)
  * (chat-json.h) when it could, else by jansson. Strings are NUL-terminated
  * either way. */
 typedef struct frame_s {
-    json_t *root;               /* jansson's tree, or NULL */
+    json_t *root;                 /* jansson's tree, or NULL */
     const chat_json_flat_t *flat; /* the flat reading, when root is NULL */
 } frame_t;
 
