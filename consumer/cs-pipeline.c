@@ -581,8 +581,19 @@ static void describe(const cs_pipeline_t *p, char *out, size_t size)
  * cache (which may be ahead of the store now), the decoded events. */
 static void abandon(cs_pipeline_t *p)
 {
+    /* Only the batch's conversations can be ahead of the store: the rest
+     * keep their cache, and with it the last_seqs the store lags. */
+    size_t n = 0;
+    cs_map_clear(p->want);
+    for (size_t i = 0; i < p->n; i++) {
+        const char *conv = p->items[i].ev.conv;
+        if (conv[0] != '\0' && cs_map_get(p->want, conv) == NULL &&
+            cs_map_put(p->want, conv, (void *)conv) == 0)
+            p->keys[n++] = conv;
+    }
     cs_store_write_abort(p->store);
-    cs_state_clear(p->state);
+    if (cs_state_drop_convs(p->state, p->keys, n) != 0)
+        cs_state_clear(p->state);
     clear_items(p);
 }
 

@@ -40,7 +40,8 @@
  * conflicts on {conv, seq}, and the thorough mode finds max(seq).
  *
  * If a read or write fails, nothing is committed: cs_pipeline_run returns
- * CHAT_EAGAIN after dropping all cached state, and the caller rewinds the
+ * CHAT_EAGAIN after dropping the cached state of the batch's conversations
+ * (the only state an attempt changes), and the caller rewinds the
  * batch. Applying a batch again is idempotent: stored ids keep their seq,
  * watermarks are $max, edits are guarded by their seq, membership writes
  * are sets. */
@@ -100,7 +101,8 @@ void cs_pipeline_destroy(cs_pipeline_t *p);
 /* Applies msgs[0..n) (n <= batch_max; still owned by the caller). Returns 0
  * when the batch may be committed, or CHAT_EAGAIN when it must be read again
  * (a store read or write failed, a dead letter was not acknowledged, or the
- * cache proved stale); the cache is then empty. */
+ * cache proved stale); the batch's conversations are then dropped from
+ * the cache. */
 int cs_pipeline_run(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n);
 
 /* Writes the stored last_seq of lagging conversations (of parts[0..np)

@@ -290,6 +290,39 @@ static int drop_mark_cb(const char *key, void *value, void *data)
     return 1;
 }
 
+static int drop_mark_of_cb(const char *key, void *value, void *data)
+{
+    char conv[CHAT_NAME_MAX + 1];
+    const char *slash = strchr(key, '/'); /* ids have no '/' (chat_name_valid) */
+    size_t len = slash != NULL ? (size_t)(slash - key) : 0;
+    if (len == 0 || len > CHAT_NAME_MAX)
+        return 0;
+    memcpy(conv, key, len);
+    conv[len] = '\0';
+    if (cs_map_get(data, conv) == NULL)
+        return 0;
+    free(value);
+    return 1;
+}
+
+int cs_state_drop_convs(cs_state_t *state, const char *const *ids, size_t n)
+{
+    cs_map_t *set = cs_map_new(n);
+    if (set == NULL)
+        return CHAT_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (cs_map_put(set, ids[i], (void *)ids[i]) != 0) {
+            cs_map_destroy(set);
+            return CHAT_ENOMEM;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        conv_free(state, cs_map_remove(state->convs, ids[i]));
+    cs_map_filter(state->marks, drop_mark_of_cb, set);
+    cs_map_destroy(set);
+    return 0;
+}
+
 void cs_state_clear_partitions(cs_state_t *state, const int32_t *parts, size_t n)
 {
     parts_t p = {state, parts, n};

@@ -105,6 +105,11 @@ void cs_state_conv_stored(cs_state_t *state, cs_conv_t *conv, int64_t seq);
 /* How many conversations are on the dirty list. */
 size_t cs_state_dirty_count(const cs_state_t *state);
 
+/* Drops conversations ids[0..n) and every member's watermarks in them
+ * (those not cached are skipped). Returns 0 or CHAT_ENOMEM (nothing is
+ * dropped then; dropping everything is always safe). */
+int cs_state_drop_convs(cs_state_t *state, const char *const *ids, size_t n);
+
 /* Drops every entry loaded for one of parts[0..n). */
 void cs_state_clear_partitions(cs_state_t *state, const int32_t *parts, size_t n);
 

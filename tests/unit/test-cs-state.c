@@ -137,6 +137,37 @@ static void test_dropping_takes_them_off(void **unused)
     cs_state_destroy(s); /* ASan: nothing left behind */
 }
 
+/* A failed attempt drops only its conversations (and their members'
+ * watermarks): the others keep their place on the lagging list. */
+static void test_drop_convs_keeps_the_others(void **unused)
+{
+    (void)unused;
+    cs_state_t *s = cs_state_new();
+    cs_conv_t *a = put(s, "a", 0, 0), *b = put(s, "b", 0, 0), *out[4];
+    put(s, "ab", 0, 0);
+    a->last_seq = b->last_seq = 1;
+    cs_state_conv_touch(s, a, 1);
+    cs_state_conv_touch(s, b, 2);
+    cs_mark_t *m;
+    const char *keys[] = {"a/u1", "a/u2", "b/u1", "ab/u1"};
+    for (size_t i = 0; i < 4; i++)
+        assert_chat_ok(cs_state_mark_put(s, keys[i], 0, 1, 1, &m));
+    assert_int_equal(cs_state_size(s), 7);
+    const char *drop[] = {"a", "zz"};
+    assert_chat_ok(cs_state_drop_convs(s, drop, 2));
+    assert_null(cs_state_conv_get(s, "a"));
+    assert_non_null(cs_state_conv_get(s, "b"));
+    assert_non_null(cs_state_conv_get(s, "ab"));
+    assert_null(cs_state_mark_get(s, "a/u1"));
+    assert_null(cs_state_mark_get(s, "a/u2"));
+    assert_non_null(cs_state_mark_get(s, "b/u1"));
+    assert_non_null(cs_state_mark_get(s, "ab/u1"));
+    assert_int_equal(cs_state_size(s), 4);
+    assert_int_equal(cs_state_dirty(s, UINT64_MAX, NULL, 0, out, 4), 1);
+    assert_ptr_equal(out[0], b);
+    cs_state_destroy(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -144,6 +175,7 @@ int main(void)
         cmocka_unit_test(test_touch_lists_only_what_lags),
         cmocka_unit_test(test_oldest_first_bounded_by_time_count_and_partition),
         cmocka_unit_test(test_dropping_takes_them_off),
+        cmocka_unit_test(test_drop_convs_keeps_the_others),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
