@@ -24,6 +24,8 @@ typedef struct cs_config_s {
     int route_first;
     int64_t body_max;
     int64_t last_seq_ms;
+    int64_t fetch_wait_ms;
+    int64_t fetch_min_bytes;
     const char *log_level;
 
     /* Not in the consumer's table (both 0 there): chat-replay sets them.

@@ -26,11 +26,12 @@ typedef struct cs_source_s cs_source_t;
  * or revoked or lost (gained=0). */
 typedef void (*cs_source_change_cb)(const int32_t *parts, size_t n, int gained, void *data);
 
-/* Joins group on topic. Strings are used during the call only. Returns the
- * source, or NULL with err set. */
+/* Joins group on topic. The broker may hold a fetch up to fetch_wait_ms
+ * until it has fetch_min_bytes for it. Strings are used during the call
+ * only. Returns the source, or NULL with err set. */
 cs_source_t *cs_source_new(const char *brokers, const char *group, const char *topic,
-                           const char *client_id, cs_source_change_cb change_cb, void *data,
-                           chat_error_t *err);
+                           const char *client_id, int fetch_wait_ms, int fetch_min_bytes,
+                           cs_source_change_cb change_cb, void *data, chat_error_t *err);
 
 /* An assign-based source for chat-replay: a consumer that joins no group
  * (its group.id, group, is never joined and nothing is committed) and reads

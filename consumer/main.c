@@ -218,8 +218,8 @@ int main(int argc, char **argv)
     }
     CHAT_INFO("store: database %s ready", cs_store_db(store));
     owner = (owner_t){p, state};
-    src = cs_source_new(cfg.kafka_brokers, cfg.group, cfg.topic, cfg.consumer_id, change_cb, &owner,
-                        &err);
+    src = cs_source_new(cfg.kafka_brokers, cfg.group, cfg.topic, cfg.consumer_id,
+                        (int)cfg.fetch_wait_ms, (int)cfg.fetch_min_bytes, change_cb, &owner, &err);
     if (src == NULL) {
         CHAT_ERROR("%s", err.message);
         goto out;
