@@ -27,7 +27,7 @@ static const chat_conf_entry_t table[] = {
     E_INT(body_max, "4096", 1, 1048576, "largest message body in bytes"),
     E_INT(last_seq_ms, "10000", 0, 3600000,
           "how long a busy conversation's stored last_seq may lag (0: written every batch)"),
-    E_INT(fetch_wait_ms, "20", 0, 1000,
+    E_INT(fetch_wait_ms, "10", 0, 1000,
           "how long the broker may hold a fetch to gather fetch_min_bytes (latency at low rates)"),
     E_INT(fetch_min_bytes, "65536", 1, 16777216, "bytes a fetch waits for, up to fetch_wait_ms"),
     E_STR(log_level, "info", "error, warn, info or debug"),

@@ -128,9 +128,9 @@ cs_source_t *cs_source_new(const char *brokers, const char *group, const char *t
     /* A member killed with SIGKILL holds its partitions until its session
      * times out; librdkafka's 45 s default would stall those conversations
      * that long. 10 s (heartbeats every 3 s) still rides out a GC pause of
-     * the broker or a slow store call. Fetches wait to fill (docs/operations.md,
-     * fetch_wait_ms): answering a fetch per message or two cost the broker
-     * more CPU than anything else at 2,000 messages/s. */
+     * the broker or a slow store call. Fetches wait to fill
+     * (docs/operations.md, fetch_wait_ms): answering a fetch per message or
+     * two cost the broker more CPU than anything else at 2,000 messages/s. */
     char wait[16], min[16];
     snprintf(wait, sizeof(wait), "%d", fetch_wait_ms);
     snprintf(min, sizeof(min), "%d", fetch_min_bytes);

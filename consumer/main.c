@@ -197,10 +197,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     CHAT_INFO("consumer %s: group %s, topic %s, batch %lld events / %lld ms, route %s the write, "
-              "last_seq written after %lld ms",
+              "last_seq written after %lld ms, fetches wait %lld ms for %lld bytes",
               cfg.consumer_id, cfg.group, cfg.topic, (long long)cfg.batch_max,
               (long long)cfg.batch_ms, cfg.route_first ? "before" : "after",
-              (long long)cfg.last_seq_ms);
+              (long long)cfg.last_seq_ms, (long long)cfg.fetch_wait_ms,
+              (long long)cfg.fetch_min_bytes);
     if ((state = cs_state_new()) == NULL) {
         CHAT_ERROR("out of memory");
         goto out;
