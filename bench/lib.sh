@@ -26,6 +26,17 @@ BENCH_RESULTS=$BENCH_DIR/results
 BENCH_LOGS=$BENCH_DIR/logs
 BENCH_PIDS=()
 mkdir -p "$BENCH_RESULTS" "$BENCH_LOGS"
+# One benchmark at a time per BENCH_DIR: a second one would wipe the stack
+# under the first (it happened: the first then counted its messages as
+# missing). The file names the running script; a dead one does not count.
+if [ -f "$BENCH_DIR/running" ]; then
+  bench_other=$(cat "$BENCH_DIR/running" 2>/dev/null || true)
+  if [ -n "$bench_other" ] && [ "$bench_other" != "$$" ] && kill -0 "$bench_other" 2>/dev/null; then
+    printf '[bench] error: benchmark pid %s is running on %s\n' "$bench_other" "$BENCH_DIR" >&2
+    exit 1
+  fi
+fi
+echo $$ >"$BENCH_DIR/running"
 
 blog() { printf '[bench %s] %s\n' "$(date '+%T')" "$*" >&2; }
 bdie() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
