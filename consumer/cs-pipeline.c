@@ -227,10 +227,10 @@ int cs_pipeline_flush(cs_pipeline_t *p, const int32_t *parts, size_t np, int all
     chat_error_t err = {0, ""};
     cs_store_result_t res;
     uint64_t every = (uint64_t)p->cfg->last_seq_ms, now = chat_mono_ms();
+    /* With last_seq_ms 0 everything is due, at once, outside the budget. */
+    all |= every == 0;
     if (p->cfg->dry_run || (!all && now < p->last_seq_next))
         return 0;
-    /* With last_seq_ms 0 everything is due, at once. */
-    all |= every == 0;
     uint64_t before = all ? UINT64_MAX : now > every ? now - every : 0;
     size_t max = all ? p->cap_dirty_convs : LAST_SEQ_WRITES;
     do {
