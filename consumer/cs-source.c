@@ -20,7 +20,51 @@ struct cs_source_s {
 
     int32_t *parts; /* scratch for change_cb */
     size_t parts_cap;
+
+    /* Commits are asynchronous (their results come back through the
+     * consumer queue, served by the next poll); sent[p] is the offset last
+     * sent for partition p (-1: none since the last synchronous one), which
+     * the revocation commits again synchronously before the partition
+     * goes, so that its next owner starts from it. */
+    rd_kafka_queue_t *queue;
+    int64_t *sent;
+    size_t sent_cap;
 };
+
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
+                      rd_kafka_topic_partition_list_t *list, void *data)
+{
+    (void)rk;
+    cs_source_t *src = data;
+    if (code != RD_KAFKA_RESP_ERR_NO_ERROR && code != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        CHAT_WARN("kafka %s: commit failed: %s (a later commit or a replay covers it)", src->topic,
+                  rd_kafka_err2str(code));
+        return;
+    }
+    for (int i = 0; list != NULL && i < list->cnt; i++) {
+        if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR)
+            CHAT_WARN("kafka %s/%d: commit failed: %s", src->topic, (int)list->elems[i].partition,
+                      rd_kafka_err2str(list->elems[i].err));
+    }
+}
+
+/* Commits again, synchronously, the offsets last sent for parts[0..np),
+ * and forgets them. Called as they are revoked: the async commit may still
+ * be on its way or may have failed. */
+static void commit_sent(cs_source_t *src, const int32_t *parts, size_t np)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)np);
+    for (size_t k = 0; k < np; k++) {
+        size_t part = (size_t)parts[k];
+        if (parts[k] >= 0 && part < src->sent_cap && src->sent[part] >= 0) {
+            rd_kafka_topic_partition_list_add(list, src->topic, parts[k])->offset = src->sent[part];
+            src->sent[part] = -1;
+        }
+    }
+    if (list->cnt > 0)
+        rd_kafka_commit_queue(src->rk, list, NULL, commit_cb, src);
+    rd_kafka_topic_partition_list_destroy(list);
+}
 
 static void drop_from_batch(cs_source_t *src, const int32_t *parts, size_t np)
 {
@@ -100,6 +144,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
                   desc);
     else
         CHAT_INFO("kafka: revoked partitions [%s]", desc);
+    if (!rd_kafka_assignment_lost(rk))
+        commit_sent(src, src->parts, np);
     drop_from_batch(src, src->parts, np);
     src->change_cb(src->parts, np, 0, src->data);
     if (cooperative) {
@@ -150,12 +196,15 @@ cs_source_t *cs_source_new(const char *brokers, const char *group, const char *t
         free(src);
         return NULL;
     }
+    src->queue = rd_kafka_queue_get_consumer(src->rk);
     rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(subs, topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(src->rk, subs);
     rd_kafka_topic_partition_list_destroy(subs);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         chat_error_set(err, CHAT_EKAFKA, "kafka: subscribe to %s: %s", topic, rd_kafka_err2str(e));
+        if (src->queue != NULL)
+            rd_kafka_queue_destroy(src->queue);
         rd_kafka_destroy(src->rk);
         free(src);
         return NULL;
@@ -212,8 +261,11 @@ void cs_source_destroy(cs_source_t *src)
     rd_kafka_resp_err_t e = rd_kafka_consumer_close(src->rk);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
         CHAT_WARN("kafka: leaving the group: %s", rd_kafka_err2str(e));
+    if (src->queue != NULL)
+        rd_kafka_queue_destroy(src->queue);
     rd_kafka_destroy(src->rk);
     free(src->parts);
+    free(src->sent);
     free(src);
 }
 
@@ -273,25 +325,46 @@ static rd_kafka_topic_partition_list_t *offsets(cs_source_t *src, rd_kafka_messa
     return list;
 }
 
+/* Records the offsets being sent; returns -1 when out of memory (the
+ * commit is then synchronous: nothing to remember). */
+static int remember(cs_source_t *src, const rd_kafka_topic_partition_list_t *list)
+{
+    for (int i = 0; i < list->cnt; i++) {
+        size_t part = (size_t)list->elems[i].partition;
+        if (list->elems[i].partition < 0)
+            return -1;
+        if (part >= src->sent_cap) {
+            size_t cap = part + 16;
+            int64_t *s = realloc(src->sent, cap * sizeof(*s));
+            if (s == NULL)
+                return -1;
+            for (size_t k = src->sent_cap; k < cap; k++)
+                s[k] = -1;
+            src->sent = s;
+            src->sent_cap = cap;
+        }
+    }
+    for (int i = 0; i < list->cnt; i++)
+        src->sent[list->elems[i].partition] = list->elems[i].offset;
+    return 0;
+}
+
 int cs_source_commit(cs_source_t *src, rd_kafka_message_t *const *msgs, size_t n)
 {
     if (n == 0)
         return 0;
     rd_kafka_topic_partition_list_t *list = offsets(src, msgs, n, 0);
-    rd_kafka_resp_err_t e = rd_kafka_commit(src->rk, list, 0);
+    /* Asynchronous where the group can be told again on revocation: a
+     * commit's broker round trip per batch kept the store idle (lost, it
+     * only replays applied events, which is idempotent). */
+    int async = src->queue != NULL && remember(src, list) == 0;
+    rd_kafka_resp_err_t e =
+        rd_kafka_commit_queue(src->rk, list, async ? src->queue : NULL, commit_cb, src);
     int rc = 0;
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         CHAT_WARN("kafka %s: commit of %d partitions failed: %s", src->topic, list->cnt,
                   rd_kafka_err2str(e));
         rc = CHAT_EKAFKA;
-    } else {
-        for (int i = 0; i < list->cnt; i++) {
-            if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                CHAT_WARN("kafka %s/%d: commit failed: %s", src->topic,
-                          (int)list->elems[i].partition, rd_kafka_err2str(list->elems[i].err));
-                rc = CHAT_EKAFKA;
-            }
-        }
     }
     rd_kafka_topic_partition_list_destroy(list);
     return rc;

@@ -57,9 +57,12 @@ void cs_source_destroy(cs_source_t *src);
 int cs_source_fill(cs_source_t *src, rd_kafka_message_t **msgs, size_t max, int wait_ms,
                    int batch_ms, size_t *n);
 
-/* Commits, synchronously, each partition of msgs[0..n) at its last offset
- * + 1. Returns 0 or CHAT_EKAFKA (the batch is applied anyway; a later commit
- * or a replay covers it). */
+/* Commits each partition of msgs[0..n) at its last offset + 1:
+ * asynchronously for a group member (a failure is logged when the next
+ * fill serves its result; the offsets are committed again, synchronously,
+ * when their partitions are revoked, so a clean hand-over or stop loses
+ * none), synchronously otherwise. Returns 0 or CHAT_EKAFKA (the batch is
+ * applied anyway; a later commit or a replay covers it). */
 int cs_source_commit(cs_source_t *src, rd_kafka_message_t *const *msgs, size_t n);
 
 /* Seeks each partition of msgs[0..n) back to its first offset in msgs, so
