@@ -48,12 +48,58 @@ static void conv_loaded_cb(const cs_store_conv_t *sc, void *data)
     conv_ctx_t *ctx = data;
     cs_pipeline_t *p = ctx->p;
     cs_item_t *item = cs_map_get(p->want, sc->id);
+    const rd_kafka_message_t *rkm = item != NULL ? item->rkm : cs_map_get(p->ahead_want, sc->id);
     cs_conv_t *conv;
-    if (item == NULL)
+    if (rkm == NULL)
         return;
-    if (cs_state_conv_put(p->state, sc->id, item->rkm->partition, sc->group, sc->owner, sc->deleted,
+    if (cs_state_conv_put(p->state, sc->id, rkm->partition, sc->group, sc->owner, sc->deleted,
                           sc->members, sc->n_members, sc->last_seq, &conv) != 0)
         ctx->rc = CHAT_ENOMEM;
+    else if (item == NULL)
+        p->pending.loaded_ahead++;
+}
+
+/* Adds to the query the conversations that the messages held after the
+ * batch need and the cache lacks: on FerretDB a lookup scans the collection
+ * however many ids it names, so they come at no extra cost with the
+ * batch's own, instead of with a scan of their own later (the first
+ * batches of a consumer meet most conversations anew). Safe because this
+ * batch does not write their documents (those it does are its own
+ * conversations, loaded anyway) and because a partition leaves only
+ * between batches, when the cache drops its conversations, these included.
+ * Not in thorough mode, where each load also reads max(seq). An envelope
+ * that cannot be read, or whose key is not its conversation, is left to
+ * its own batch to reject. */
+static void want_ahead(cs_pipeline_t *p)
+{
+    cs_map_clear(p->ahead_want);
+    chat_buf_reset(&p->ahead_ids);
+    if (p->thorough || p->n_ahead == 0 ||
+        chat_buf_reserve(&p->ahead_ids, p->n_ahead * (CHAT_NAME_MAX + 1)) != 0)
+        return;
+    for (size_t i = 0; i < p->n_ahead; i++) {
+        rd_kafka_message_t *rkm = p->ahead[i];
+        chat_event_t ev;
+        chat_error_t err;
+        chat_buf_reset(&p->ahead_scratch);
+        if (rkm->payload == NULL || rkm->len == 0 ||
+            chat_buf_reserve(&p->ahead_scratch, rkm->len) != 0)
+            continue;
+        memset(&ev, 0, sizeof(ev));
+        if (chat_event_decode_in(rkm->payload, rkm->len, p->ahead_scratch.data,
+                                 (size_t)p->cfg->body_max, &ev, &err) != 0)
+            continue;
+        size_t len = strlen(ev.conv);
+        if (rkm->key != NULL && rkm->key_len == len && memcmp(rkm->key, ev.conv, len) == 0 &&
+            cs_state_conv_get(p->state, ev.conv) == NULL && cs_map_get(p->want, ev.conv) == NULL &&
+            cs_map_get(p->ahead_want, ev.conv) == NULL) {
+            char *id = p->ahead_ids.data + p->ahead_ids.len;
+            chat_buf_append(&p->ahead_ids, ev.conv, len + 1); /* reserved above */
+            if (cs_map_put(p->ahead_want, id, rkm) == 0)
+                p->keys[p->nkeys++] = id;
+        }
+        chat_event_clear(&ev);
+    }
 }
 
 int cs_load_convs(cs_pipeline_t *p, chat_error_t *err)
@@ -68,6 +114,8 @@ int cs_load_convs(cs_pipeline_t *p, chat_error_t *err)
             (rc = want(p, item->ev.conv, item)) != 0)
             return chat_error_set(err, rc, "out of memory");
     }
+    if (p->nkeys > 0)
+        want_ahead(p);
     if (p->nkeys > 0) {
         rc = cs_store_find_convs(p->store, p->keys, p->nkeys, conv_loaded_cb, &ctx, err);
         if (rc == 0 && ctx.rc != 0)

@@ -52,7 +52,7 @@ struct cs_pipeline_s {
     size_t n, cap;
     cs_map_t *ids;     /* message event id -> its first item */
     cs_map_t *want;    /* a load step's scratch index */
-    const char **keys; /* a query's arguments, cap entries */
+    const char **keys; /* a query's arguments, (1 + CS_AHEAD_BATCHES) * cap entries */
     int64_t *seqs;
     size_t nkeys;
 
@@ -69,6 +69,14 @@ struct cs_pipeline_s {
 
     chat_buf_t frames;  /* every frame of the batch, back to back */
     chat_buf_t scratch; /* the batch's envelopes, read in place (bodies point here) */
+
+    /* The messages the caller holds after the batch (cs_pipeline_run),
+     * and what cs_load_convs reads of them. */
+    rd_kafka_message_t *const *ahead;
+    size_t n_ahead;
+    chat_buf_t ahead_scratch; /* one envelope of them at a time */
+    chat_buf_t ahead_ids;     /* their conversation ids, back to back */
+    cs_map_t *ahead_want;     /* conversation id -> the first message that needs it */
     cs_stats_t stats;
     cs_stats_t pending; /* this attempt's counts, added to stats if it is applied */
 };

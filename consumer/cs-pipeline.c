@@ -45,7 +45,7 @@ cs_pipeline_t *cs_pipeline_new(const cs_config_t *cfg, cs_state_t *state, cs_sto
     p->dlq = dlq;
     p->cap = (size_t)cfg->batch_max;
     p->items = calloc(p->cap, sizeof(*p->items));
-    p->keys = calloc(p->cap, sizeof(*p->keys));
+    p->keys = calloc((1 + CS_AHEAD_BATCHES) * p->cap, sizeof(*p->keys));
     p->seqs = calloc(p->cap, sizeof(*p->seqs));
     p->targets = calloc(2 * p->cap, sizeof(*p->targets));
     p->cap_dirty_convs = p->cap > LAST_SEQ_WRITES ? p->cap : LAST_SEQ_WRITES;
@@ -54,12 +54,15 @@ cs_pipeline_t *cs_pipeline_new(const cs_config_t *cfg, cs_state_t *state, cs_sto
     p->ids = cs_map_new(p->cap);
     p->want = cs_map_new(p->cap);
     p->target_map = cs_map_new(2 * p->cap);
+    p->ahead_want = cs_map_new(CS_AHEAD_BATCHES * p->cap);
     if (p->items == NULL || p->keys == NULL || p->seqs == NULL || p->targets == NULL ||
         p->dirty_convs == NULL || p->dirty_marks == NULL || p->ids == NULL || p->want == NULL ||
-        p->target_map == NULL)
+        p->target_map == NULL || p->ahead_want == NULL)
         goto fail;
     chat_buf_init(&p->frames, FRAMES_MAX);
     chat_buf_init(&p->scratch, FRAMES_MAX);
+    chat_buf_init(&p->ahead_scratch, FRAMES_MAX);
+    chat_buf_init(&p->ahead_ids, CS_AHEAD_BATCHES * p->cap * (CHAT_NAME_MAX + 1));
     return p;
 fail:
     cs_pipeline_destroy(p);
@@ -80,6 +83,9 @@ void cs_pipeline_destroy(cs_pipeline_t *p)
     cs_map_destroy(p->ids);
     cs_map_destroy(p->want);
     cs_map_destroy(p->target_map);
+    cs_map_destroy(p->ahead_want);
+    chat_buf_close(&p->ahead_scratch);
+    chat_buf_close(&p->ahead_ids);
     if (p->frames.data != NULL)
         chat_buf_close(&p->frames);
     if (p->scratch.data != NULL)
@@ -709,6 +715,7 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
     p->stats.receipts += p->pending.receipts;
     p->stats.stale += p->pending.stale;
     p->stats.changes += p->pending.changes;
+    p->stats.loaded_ahead += p->pending.loaded_ahead;
     p->stats.batches++;
     for (size_t i = 0; i < p->n; i++) {
         const cs_item_t *item = &p->items[i];
@@ -736,10 +743,15 @@ static int attempt(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n, 
     return 0;
 }
 
-int cs_pipeline_run(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n)
+int cs_pipeline_run(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n,
+                    rd_kafka_message_t *const *ahead, size_t n_ahead)
 {
     if (n > p->cap)
         n = p->cap;
+    p->ahead = ahead;
+    p->n_ahead = ahead == NULL                         ? 0
+                 : n_ahead > CS_AHEAD_BATCHES * p->cap ? CS_AHEAD_BATCHES * p->cap
+                                                       : n_ahead;
     p->stats.events += n;
     /* Routing before the write publishes seqs that must not change, so it
      * starts in the mode whose seqs the store can only confirm. */
@@ -747,6 +759,8 @@ int cs_pipeline_run(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n)
     int rc;
     while ((rc = attempt(p, msgs, n, mode)) == CHAT_EDUP && mode < MODE_THOROUGH)
         mode++;
+    p->ahead = NULL;
+    p->n_ahead = 0;
     if (rc != 0)
         return CHAT_EAGAIN;
     /* After the batch's own write and its deliveries, so that it delays

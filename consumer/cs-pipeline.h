@@ -60,6 +60,9 @@
 #include "cs-store.h"
 
 #define CS_STATS_TYPES (CHAT_EV_CONV_DELETE + 1)
+/* How many batches of messages after the current one a caller may hold and
+ * pass as ahead to cs_pipeline_run. */
+#define CS_AHEAD_BATCHES 3
 
 /* Counters since start, for the periodic log line. */
 typedef struct cs_stats_s {
@@ -75,6 +78,7 @@ typedef struct cs_stats_s {
     uint64_t retries;         /* batches that failed and are read again */
     uint64_t published;       /* PUBLISHes to gateways */
     uint64_t last_seq_writes; /* conversations' stored last_seq raised */
+    uint64_t loaded_ahead;    /* conversations loaded for the messages after a batch */
     uint64_t route_errors;
     /* Per event type (index chat_event_type_t; 0: undecodable), events of
      * applied batches that wrote something new (a seq given, a watermark
@@ -102,8 +106,12 @@ void cs_pipeline_destroy(cs_pipeline_t *p);
  * when the batch may be committed, or CHAT_EAGAIN when it must be read again
  * (a store read or write failed, a dead letter was not acknowledged, or the
  * cache proved stale); the batch's conversations are then dropped from
- * the cache. */
-int cs_pipeline_run(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n);
+ * the cache. ahead[0..n_ahead) (may be NULL; n_ahead <= CS_AHEAD_BATCHES *
+ * batch_max) are messages the caller already holds after the batch: when
+ * the batch must load conversations, those their events need are loaded
+ * in the same query (cs_load_convs). */
+int cs_pipeline_run(cs_pipeline_t *p, rd_kafka_message_t *const *msgs, size_t n,
+                    rd_kafka_message_t *const *ahead, size_t n_ahead);
 
 /* Writes the stored last_seq of lagging conversations (of parts[0..np)
  * only, when parts is not NULL): with all (or last_seq_ms 0), every one;

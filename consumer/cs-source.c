@@ -269,21 +269,23 @@ void cs_source_destroy(cs_source_t *src)
     free(src);
 }
 
-int cs_source_fill(cs_source_t *src, rd_kafka_message_t **msgs, size_t max, int wait_ms,
-                   int batch_ms, size_t *n)
+int cs_source_fill(cs_source_t *src, rd_kafka_message_t **msgs, size_t want, size_t max,
+                   int wait_ms, int batch_ms, size_t *n)
 {
-    uint64_t deadline = 0;
-    *n = 0;
+    uint64_t deadline = chat_mono_ms() + (uint64_t)batch_ms;
     src->msgs = msgs;
     src->n = n;
     while (*n < max) {
         int timeout;
         if (*n == 0) {
             timeout = wait_ms;
+        } else if (*n >= want) {
+            timeout = 0; /* beyond a batch: only what has arrived */
         } else {
             uint64_t now = chat_mono_ms();
             timeout = now >= deadline ? 0 : (int)(deadline - now);
         }
+        int had = *n > 0;
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(src->rk, timeout);
         if (rkm == NULL) {
             if (*n == 0 || timeout == 0)
@@ -299,7 +301,7 @@ int cs_source_fill(cs_source_t *src, rd_kafka_message_t **msgs, size_t max, int 
                 break; /* let the caller look at its clock and flags */
             continue;
         }
-        if (*n == 0)
+        if (!had)
             deadline = chat_mono_ms() + (uint64_t)batch_ms;
         msgs[(*n)++] = rkm;
     }

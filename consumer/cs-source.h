@@ -50,12 +50,14 @@ rd_kafka_t *cs_source_handle(cs_source_t *src);
  * is a no-op. */
 void cs_source_destroy(cs_source_t *src);
 
-/* Collects a batch into msgs (at most max, owned by the caller who must
- * rd_kafka_message_destroy each): waits up to wait_ms for the first
- * message, then up to batch_ms more for the batch to fill. Sets *n (0 when
- * nothing came). Returns 0. */
-int cs_source_fill(cs_source_t *src, rd_kafka_message_t **msgs, size_t max, int wait_ms,
-                   int batch_ms, size_t *n);
+/* Tops up msgs[*n..max) (the caller holds msgs[0..*n) already and owns
+ * every message: rd_kafka_message_destroy each): waits up to wait_ms for a
+ * first message when it holds none, then up to batch_ms more while it holds
+ * fewer than want; past want it takes only what has already arrived. A
+ * revocation during the call takes the lost partitions' messages out of
+ * msgs[0..*n) (all of them, not only the new ones). Returns 0. */
+int cs_source_fill(cs_source_t *src, rd_kafka_message_t **msgs, size_t want, size_t max,
+                   int wait_ms, int batch_ms, size_t *n);
 
 /* Commits each partition of msgs[0..n) at its last offset + 1:
  * asynchronously for a group member (a failure is logged when the next

@@ -75,7 +75,7 @@ static void log_stats(const cs_stats_t *s, const cs_state_t *state)
     CHAT_INFO("stats: events %llu, stored %llu, duplicates %llu, receipts %llu (stale %llu), "
               "edits/deletes/membership %llu, dead letters %llu, batches %llu, careful reruns "
               "%llu, store retries %llu, publishes %llu, route errors %llu, last_seq writes "
-              "%llu (lagging %zu), cached %zu",
+              "%llu (lagging %zu), cached %zu (%llu loaded ahead)",
               (unsigned long long)s->events, (unsigned long long)s->messages,
               (unsigned long long)s->duplicates, (unsigned long long)s->receipts,
               (unsigned long long)s->stale, (unsigned long long)s->changes,
@@ -83,7 +83,7 @@ static void log_stats(const cs_stats_t *s, const cs_state_t *state)
               (unsigned long long)s->conflicts, (unsigned long long)s->retries,
               (unsigned long long)s->published, (unsigned long long)s->route_errors,
               (unsigned long long)s->last_seq_writes, cs_state_dirty_count(state),
-              cs_state_size(state));
+              cs_state_size(state), (unsigned long long)s->loaded_ahead);
 }
 
 /* The driver logs through ours, at our levels: its own handler prints
@@ -117,10 +117,13 @@ static int prepare_store(cs_store_t *store)
     return CHAT_ECLOSED;
 }
 
-/* The poll loop. Returns the exit status. */
+/* The poll loop. Returns the exit status. It holds the batch it applies and
+ * up to CS_AHEAD_BATCHES more that have already arrived: a batch that must
+ * load conversations loads theirs in the same query (cs_load_convs). */
 static int run(const cs_config_t *cfg, cs_source_t *src, cs_pipeline_t *p, cs_state_t *state)
 {
-    rd_kafka_message_t **msgs = calloc((size_t)cfg->batch_max, sizeof(*msgs));
+    size_t batch = (size_t)cfg->batch_max, max = (1 + CS_AHEAD_BATCHES) * batch, have = 0;
+    rd_kafka_message_t **msgs = calloc(max, sizeof(*msgs));
     uint64_t backoff = 0, next_stats = chat_mono_ms() + STATS_EVERY_MS;
     int status = 0;
     if (msgs == NULL) {
@@ -128,26 +131,33 @@ static int run(const cs_config_t *cfg, cs_source_t *src, cs_pipeline_t *p, cs_st
         return 1;
     }
     while (!stopping) {
-        size_t n = 0;
-        cs_source_fill(src, msgs, (size_t)cfg->batch_max, POLL_WAIT_MS, (int)cfg->batch_ms, &n);
-        if (n > 0) {
+        cs_source_fill(src, msgs, batch, max, POLL_WAIT_MS, (int)cfg->batch_ms, &have);
+        if (have > 0) {
+            size_t n = have < batch ? have : batch, done = n;
             /* A signal during the batch lets it finish and commit: that is
              * the clean stop. SIGKILL is safe too: nothing is committed
              * before its write. */
-            if (cs_pipeline_run(p, msgs, n) == 0) {
+            if (cs_pipeline_run(p, msgs, n, msgs + n, have - n) == 0) {
                 cs_source_commit(src, msgs, n);
                 backoff = 0;
-            } else if (cs_source_rewind(src, msgs, n) != 0) {
-                CHAT_ERROR("cannot rewind a failed batch; exiting without commit so that the "
-                           "group replays it");
-                status = 1;
-                stopping = 1;
             } else {
-                backoff = next_backoff(backoff);
-                pause_ms(backoff);
+                /* Everything held is read again: the messages after the
+                 * batch come back after the rewind too. */
+                done = have;
+                if (cs_source_rewind(src, msgs, have) != 0) {
+                    CHAT_ERROR("cannot rewind a failed batch; exiting without commit so that "
+                               "the group replays it");
+                    status = 1;
+                    stopping = 1;
+                } else {
+                    backoff = next_backoff(backoff);
+                    pause_ms(backoff);
+                }
             }
-            for (size_t i = 0; i < n; i++)
+            for (size_t i = 0; i < done; i++)
                 rd_kafka_message_destroy(msgs[i]);
+            memmove(msgs, msgs + done, (have - done) * sizeof(*msgs));
+            have -= done;
         } else {
             cs_pipeline_flush(p, NULL, 0, 0); /* what waited its time, while idle */
         }
@@ -156,6 +166,10 @@ static int run(const cs_config_t *cfg, cs_source_t *src, cs_pipeline_t *p, cs_st
             next_stats = chat_mono_ms() + STATS_EVERY_MS;
         }
     }
+    /* Held past the last batch, never applied: their partitions' next
+     * owners (or this consumer, restarted) read them from the commit. */
+    for (size_t i = 0; i < have; i++)
+        rd_kafka_message_destroy(msgs[i]);
     free(msgs);
     /* Everything lagging is written before we leave the group, so the
      * partitions' next owners start from exact last_seqs (the revocation

@@ -428,7 +428,7 @@ static int replay(rp_run_t *run)
     }
     while (!stopping && !all_done(run->parts, run->n_parts)) {
         size_t n = 0, got;
-        cs_source_fill(run->src, msgs, max, POLL_WAIT_MS, 5, &n);
+        cs_source_fill(run->src, msgs, max, max, POLL_WAIT_MS, 5, &n);
         got = n;
         /* A message past its partition's end says that everything before
          * it was fetched: gaps (a compacted or transactional topic) cannot
@@ -442,7 +442,7 @@ static int replay(rp_run_t *run)
         }
         trim(run, msgs, &n);
         if (n > 0) {
-            if (cs_pipeline_run(run->p, msgs, n) == 0) {
+            if (cs_pipeline_run(run->p, msgs, n, NULL, 0) == 0) {
                 failures = 0;
                 backoff = 0;
                 run->read += n;
