@@ -7,6 +7,10 @@
 #include "chat-kafka.h"
 #include "chat-log.h"
 
+/* How long a consumer stopped before its first assignment waits for it
+ * (cs_source_destroy): a little more than the session timeout. */
+#define CLOSE_JOIN_WAIT_MS 12000
+
 struct cs_source_s {
     rd_kafka_t *rk;
     char topic[256];
@@ -20,6 +24,8 @@ struct cs_source_s {
 
     int32_t *parts; /* scratch for change_cb */
     size_t parts_cap;
+    int subscribed;    /* a group member (not chat-replay's assigned source) */
+    int assigned_once; /* the group has given it an assignment */
 
     /* Commits are asynchronous (their results come back through the
      * consumer queue, served by the next poll); sent[p] is the offset last
@@ -121,6 +127,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     }
 
     if (gained) {
+        src->assigned_once = 1;
         CHAT_INFO("kafka: assigned %s partitions [%s]", cooperative ? "incremental" : "all", desc);
         src->change_cb(src->parts, np, 1, src->data);
         rd_kafka_error_t *error = NULL;
@@ -200,6 +207,7 @@ cs_source_t *cs_source_new(const char *brokers, const char *group, const char *t
     rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(subs, topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(src->rk, subs);
+    src->subscribed = e == RD_KAFKA_RESP_ERR_NO_ERROR;
     rd_kafka_topic_partition_list_destroy(subs);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         chat_error_set(err, CHAT_EKAFKA, "kafka: subscribe to %s: %s", topic, rd_kafka_err2str(e));
@@ -258,6 +266,17 @@ void cs_source_destroy(cs_source_t *src)
     if (src == NULL)
         return;
     src->msgs = NULL;
+    /* librdkafka before 2.3 aborts when a cooperative-sticky member closes
+     * between joining the group and its first assignment (the assignor's
+     * state is still NULL: librdkafka#4312, Debian ships 2.0.2): a consumer
+     * stopped during its start-up lets the assignment arrive first. What
+     * it polls meanwhile is neither applied nor committed. */
+    uint64_t deadline = chat_mono_ms() + CLOSE_JOIN_WAIT_MS;
+    while (src->subscribed && !src->assigned_once && chat_mono_ms() < deadline) {
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(src->rk, 100);
+        if (rkm != NULL)
+            rd_kafka_message_destroy(rkm);
+    }
     rd_kafka_resp_err_t e = rd_kafka_consumer_close(src->rk);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
         CHAT_WARN("kafka: leaving the group: %s", rd_kafka_err2str(e));

@@ -13,6 +13,7 @@ stack as test.sh does and then  .local/venv/bin/pytest tests/e2e -k live
 """
 
 import os
+import re
 import secrets
 import signal
 import socket
@@ -224,8 +225,18 @@ class Stack:
         self.consumers[cid].kill9()
 
     def stop_consumer(self, cid):
-        """SIGTERM, the clean stop; returns the exit code."""
-        return self.consumers[cid].stop()
+        """SIGTERM, the clean stop; returns the exit code. Not before the
+        consumer's latest run is up (its store ready: its signal handlers
+        are in place long before), so that a consumer restarted just now
+        is stopped cleanly, not killed by a signal it cannot catch yet."""
+        proc = self.consumers[cid]
+        deadline = time.monotonic() + 60
+        while proc.alive() and time.monotonic() < deadline:
+            run_log = proc.log.read_text(errors="replace").split("\n=== ")[-1]
+            if re.search(r"store: database \S+ ready", run_log):
+                break
+            time.sleep(0.05)
+        return proc.stop()
 
     def restart_consumer(self, cid):
         proc = self.consumers[cid]

@@ -15,15 +15,19 @@ from conftest import CONSUMERS, Clients, Proc
 
 @pytest.mark.timeout(300)
 def test_conversations_loaded_ahead_serve_their_batch(live, consumers, name):
-    pairs = [(name("alice"), name("bob")) for _ in range(8)]
+    # 14 conversations over 12 partitions: at least two share one. Their
+    # messages are sent in turns (a0 b0 a1 b1 ...), so that partition
+    # holds them interleaved.
+    pairs = [(name("alice"), name("bob")) for _ in range(14)]
     convs = [live.create_conversation(a, [b])["id"] for a, b in pairs]
-    per = 5
+    per = 3
     # The messages wait in Kafka while no consumer runs; then one consumer
-    # with batches of 3 finds them all there (one fetch), so that it holds
-    # messages after its first batch, of conversations it has not met yet.
+    # with batches of 1 finds them there, a partition's arriving together
+    # in one fetch: the batch of a0 must load a, and holds b0 (b not met
+    # yet), so b is loaded with it.
     for cid in CONSUMERS:
         assert consumers.stop(cid) == 0, f"consumer {cid} did not stop cleanly"
-    ahead = Proc("c-ahead", live._consumer_argv("c-ahead") + ["--batch-max", "3", "--log-level", "debug"], live.env)
+    ahead = Proc("c-ahead", live._consumer_argv("c-ahead") + ["--batch-max", "1", "--log-level", "debug"], live.env)
 
     async def scenario():
         async with Clients(live) as c:
