@@ -19,7 +19,8 @@
 # All runs share one set of users (--run-id), so the conversations are
 # created once. Settings: BENCH_CONNS, BENCH_CONSUMERS (2), BENCH_DURATION_S (20), BENCH_WARMUP_S
 # (5), BENCH_BATCH_MAX (consumer --batch-max, 500, its default; see docs/performance.md on
-# FerretDB), BENCH_LAT_RATE, BENCH_SKIP_RAMP=1, BENCH_SKIP_LAT=1.
+# FerretDB), BENCH_CONSUMER_ARGS (more chat-consumer options), BENCH_LAT_RATE,
+# BENCH_SKIP_RAMP=1, BENCH_SKIP_LAT=1.
 # Results: $BENCH_DIR/results/throughput-<rate>.json and throughput.txt.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -45,7 +46,8 @@ bench_gateway gw2 "$((BENCH_GW_PORT + 1))"
 NCONS=${BENCH_CONSUMERS:-2}
 cons=()
 for i in $(seq 1 "$NCONS"); do
-  bench_consumer "c$i" --batch-max "$BATCH_MAX"
+  # shellcheck disable=SC2086 # BENCH_CONSUMER_ARGS is a list of options
+  bench_consumer "c$i" --batch-max "$BATCH_MAX" ${BENCH_CONSUMER_ARGS:-}
   cons+=("c$i")
 done
 bench_consumers_settled "${cons[@]}"

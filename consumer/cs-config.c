@@ -21,7 +21,11 @@ static const chat_conf_entry_t table[] = {
     E_INT(redis_port, "16379", 1, 65535, "Redis port"),
     E_STR(mongo_uri, "mongodb://127.0.0.1:27018/chat", "MongoDB URI; its path names the database"),
     E_INT(batch_max, "500", 1, 10000, "most events handled in one batch"),
-    E_INT(batch_ms, "5", 0, 10000, "how long a batch waits to fill after its first event"),
+    /* 0: a fetch already gathers up to fetch_wait_ms, and what it brought
+     * is in the local queue at once; waiting more for the next one only
+     * delayed low rates (docs/operations.md). */
+    E_INT(batch_ms, "0", 0, 10000,
+          "how long a batch waits to fill after its first event (0: what has arrived)"),
     E_INT(group_max, "256", 1, 100000, "most members a conversation may have"),
     E_BOOL(route_first, "false", "route live deliveries before the store write, not after"),
     E_INT(body_max, "4096", 1, 1048576, "largest message body in bytes"),
