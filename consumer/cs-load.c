@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "chat-id.h"
 #include "chat-log.h"
 
 static int ok(const cs_item_t *item)
@@ -67,9 +68,11 @@ static void conv_loaded_cb(const cs_store_conv_t *sc, void *data)
  * batch does not write their documents (those it does are its own
  * conversations, loaded anyway) and because a partition leaves only
  * between batches, when the cache drops its conversations, these included.
- * Not in thorough mode, where each load also reads max(seq). An envelope
- * that cannot be read, or whose key is not its conversation, is left to
- * its own batch to reject. */
+ * Not in thorough mode, where each load also reads max(seq). A message's
+ * key names its conversation (decode_all rejects one whose envelope says
+ * otherwise) and put it on this partition, so the key is all that is read
+ * here: a message whose envelope turns out bad has at most loaded the
+ * conversation its key names, which does live here. */
 static void want_ahead(cs_pipeline_t *p)
 {
     cs_map_clear(p->ahead_want);
@@ -79,26 +82,17 @@ static void want_ahead(cs_pipeline_t *p)
         return;
     for (size_t i = 0; i < p->n_ahead; i++) {
         rd_kafka_message_t *rkm = p->ahead[i];
-        chat_event_t ev;
-        chat_error_t err;
-        chat_buf_reset(&p->ahead_scratch);
-        if (rkm->payload == NULL || rkm->len == 0 ||
-            chat_buf_reserve(&p->ahead_scratch, rkm->len) != 0)
+        char *id = p->ahead_ids.data + p->ahead_ids.len;
+        if (rkm->key == NULL || rkm->key_len == 0 || rkm->key_len > CHAT_NAME_MAX ||
+            !chat_name_valid((const char *)rkm->key, rkm->key_len))
             continue;
-        memset(&ev, 0, sizeof(ev));
-        if (chat_event_decode_in(rkm->payload, rkm->len, p->ahead_scratch.data,
-                                 (size_t)p->cfg->body_max, &ev, &err) != 0)
+        memcpy(id, rkm->key, rkm->key_len);
+        id[rkm->key_len] = '\0';
+        if (cs_state_conv_get(p->state, id) != NULL || cs_map_get(p->want, id) != NULL ||
+            cs_map_get(p->ahead_want, id) != NULL || cs_map_put(p->ahead_want, id, rkm) != 0)
             continue;
-        size_t len = strlen(ev.conv);
-        if (rkm->key != NULL && rkm->key_len == len && memcmp(rkm->key, ev.conv, len) == 0 &&
-            cs_state_conv_get(p->state, ev.conv) == NULL && cs_map_get(p->want, ev.conv) == NULL &&
-            cs_map_get(p->ahead_want, ev.conv) == NULL) {
-            char *id = p->ahead_ids.data + p->ahead_ids.len;
-            chat_buf_append(&p->ahead_ids, ev.conv, len + 1); /* reserved above */
-            if (cs_map_put(p->ahead_want, id, rkm) == 0)
-                p->keys[p->nkeys++] = id;
-        }
-        chat_event_clear(&ev);
+        p->ahead_ids.len += rkm->key_len + 1; /* reserved above */
+        p->keys[p->nkeys++] = id;
     }
 }
 

@@ -60,7 +60,7 @@ struct cs_pipeline_s {
     size_t n_targets;
     cs_map_t *target_map;
 
-    uint64_t now;            /* when the attempt began, chat_now_ms() */
+    uint64_t now;            /* when the attempt began, chat_mono_ms() */
     cs_conv_t **dirty_convs; /* conversations whose last_seq this write raises */
     size_t n_dirty_convs, cap_dirty_convs;
     uint64_t last_seq_next;  /* no last_seq chunk before (the budget) */
@@ -74,9 +74,8 @@ struct cs_pipeline_s {
      * and what cs_load_convs reads of them. */
     rd_kafka_message_t *const *ahead;
     size_t n_ahead;
-    chat_buf_t ahead_scratch; /* one envelope of them at a time */
-    chat_buf_t ahead_ids;     /* their conversation ids, back to back */
-    cs_map_t *ahead_want;     /* conversation id -> the first message that needs it */
+    chat_buf_t ahead_ids; /* their conversation ids, back to back */
+    cs_map_t *ahead_want; /* conversation id -> the first message that needs it */
     cs_stats_t stats;
     cs_stats_t pending; /* this attempt's counts, added to stats if it is applied */
 };

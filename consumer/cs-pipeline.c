@@ -61,7 +61,6 @@ cs_pipeline_t *cs_pipeline_new(const cs_config_t *cfg, cs_state_t *state, cs_sto
         goto fail;
     chat_buf_init(&p->frames, FRAMES_MAX);
     chat_buf_init(&p->scratch, FRAMES_MAX);
-    chat_buf_init(&p->ahead_scratch, FRAMES_MAX);
     chat_buf_init(&p->ahead_ids, CS_AHEAD_BATCHES * p->cap * (CHAT_NAME_MAX + 1));
     return p;
 fail:
@@ -84,7 +83,6 @@ void cs_pipeline_destroy(cs_pipeline_t *p)
     cs_map_destroy(p->want);
     cs_map_destroy(p->target_map);
     cs_map_destroy(p->ahead_want);
-    chat_buf_close(&p->ahead_scratch);
     chat_buf_close(&p->ahead_ids);
     if (p->frames.data != NULL)
         chat_buf_close(&p->frames);
