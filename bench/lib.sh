@@ -11,6 +11,9 @@
 #   BENCH_KAFKA_PORT, BENCH_REDIS_PORT, BENCH_MONGO_PORT   (39092, 36379, 37018)
 #   BENCH_GW_PORT      first gateway port; the second is +1 (38081)
 #   BENCH_KEEP_STACK=1 leave the stack running at the end
+#   BENCH_STORE        FerretDB's backend: sqlite (default, as the tests and the
+#                      dev stack) or postgresql (a private PostgreSQL cluster on
+#                      BENCH_PG_PORT, default 35432; scripts/stack.sh)
 set -euo pipefail
 
 BENCH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,6 +23,8 @@ BENCH_KAFKA_PORT=${BENCH_KAFKA_PORT:-39092}
 BENCH_REDIS_PORT=${BENCH_REDIS_PORT:-36379}
 BENCH_MONGO_PORT=${BENCH_MONGO_PORT:-37018}
 BENCH_GW_PORT=${BENCH_GW_PORT:-38081}
+BENCH_STORE=${BENCH_STORE:-sqlite}
+BENCH_PG_PORT=${BENCH_PG_PORT:-35432}
 BENCH_BROKERS=127.0.0.1:$BENCH_KAFKA_PORT
 BENCH_SECRET=bench-secret-0123456789abcdef0123
 BENCH_RESULTS=$BENCH_DIR/results
@@ -47,6 +52,7 @@ bench_machine() {
   model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   echo "machine: $(hostname), $(nproc) CPUs ($model), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
   echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC'); load average $(cut -d' ' -f1-3 /proc/loadavg); open files per process $(ulimit -Hn)"
+  echo "store:   FerretDB 1.24 over $BENCH_STORE (BENCH_STORE)"
   echo "commit:  $(git -C "$BENCH_REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$BENCH_REPO" diff --quiet 2>/dev/null || echo ' (with local changes)')"
 }
 
@@ -63,7 +69,8 @@ bench_build() {
 # (default bench.events) and its dead-letter topic created.
 bench_stack_env() {
   export CHAT_STACK_DIR=$BENCH_DIR/stack CHAT_KAFKA_PORT=$BENCH_KAFKA_PORT \
-    CHAT_REDIS_PORT=$BENCH_REDIS_PORT CHAT_MONGO_PORT=$BENCH_MONGO_PORT
+    CHAT_REDIS_PORT=$BENCH_REDIS_PORT CHAT_MONGO_PORT=$BENCH_MONGO_PORT \
+    CHAT_STORE_BACKEND=$BENCH_STORE CHAT_PG_PORT=$BENCH_PG_PORT
 }
 bench_stack_up() {
   bench_stack_env

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts, stops and checks the real local stack on loopback: Apache Kafka
 # (one KRaft node, broker + controller), Redis and FerretDB (MongoDB wire
-# protocol over SQLite).
+# protocol over SQLite; or over a private PostgreSQL cluster, for measuring
+# the store, with CHAT_STORE_BACKEND=postgresql).
 #
 #   scripts/stack.sh install   fetch Kafka's jars and build FerretDB (cached)
 #   scripts/stack.sh up        install if needed, start all three, wait ready,
@@ -19,6 +20,11 @@
 #   CHAT_PARTITIONS    partitions of chat.events (default 12)
 #   CHAT_TOPIC         event topic               (default chat.events)
 #   CHAT_DLQ_TOPIC     dead-letter topic         (default chat.events.dlq)
+#   CHAT_STORE_BACKEND FerretDB's backend: sqlite (default) or postgresql (a
+#                      cluster of its own under CHAT_STACK_DIR, made with the
+#                      machine's PostgreSQL server binaries, run as the
+#                      postgres user when started as root)
+#   CHAT_PG_PORT       that cluster's port       (default CHAT_MONGO_PORT - 1000)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,6 +39,9 @@ TOPIC=${CHAT_TOPIC:-chat.events}
 DLQ_TOPIC=${CHAT_DLQ_TOPIC:-chat.events.dlq}
 KAFKA_VERSION=3.9.1
 FERRETDB_VERSION=v1.24.2
+STORE_BACKEND=${CHAT_STORE_BACKEND:-sqlite}
+PG_PORT=${CHAT_PG_PORT:-$((MONGO_PORT - 1000))}
+case "$STORE_BACKEND" in sqlite | postgresql) ;; *) echo "[stack] error: CHAT_STORE_BACKEND must be sqlite or postgresql" >&2; exit 1 ;; esac
 
 KAFKA_LIBS=$CACHE_DIR/kafka-$KAFKA_VERSION/libs
 FERRETDB_BIN=$CACHE_DIR/ferretdb-$FERRETDB_VERSION/ferretdb
@@ -194,14 +203,53 @@ start_redis() {
     --maxclients 10000
 }
 
+# PostgreSQL's server binaries (Debian's postgresql package), for the
+# postgresql backend only.
+pg_bindir() {
+  local d
+  if command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ]; then pg_config --bindir; return; fi
+  for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && { echo "$d"; return; }; done
+  die "CHAT_STORE_BACKEND=postgresql needs PostgreSQL's server (Debian: postgresql)"
+}
+# Runs a PostgreSQL tool as the cluster's owner: PostgreSQL refuses root.
+pg_run() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start_postgres() {
+  local dir=$STACK_DIR/postgres bin
+  bin=$(pg_bindir)
+  if pg_run "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then log "postgres already running"; return; fi
+  if port_open "$PG_PORT"; then die "port $PG_PORT is taken by another process"; fi
+  mkdir -p "$dir"
+  [ "$(id -u)" -ne 0 ] || chown postgres "$dir" "$STACK_DIR/logs"
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    log "initialising a PostgreSQL cluster in $dir"
+    pg_run "$bin/initdb" -D "$dir/data" -A trust -U postgres >>"$STACK_DIR/logs/postgres-init.log" 2>&1
+  fi
+  log "starting postgres on 127.0.0.1:$PG_PORT"
+  # Durable as a production store would be (fsync, synchronous commits).
+  pg_run "$bin/pg_ctl" -D "$dir/data" -l "$STACK_DIR/logs/postgres.log" -w \
+    -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c shared_buffers=256MB -c max_connections=200" \
+    start >/dev/null
+  pg_run "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc \
+    "select 1 from pg_database where datname = 'ferretdb'" | grep -q 1 ||
+    pg_run "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres ferretdb
+}
+
 start_ferretdb() {
-  local pidf=$STACK_DIR/run/ferretdb.pid
+  local pidf=$STACK_DIR/run/ferretdb.pid backend
   if pid_alive "$pidf"; then log "ferretdb already running (pid $(cat "$pidf"))"; return; fi
   if port_open "$MONGO_PORT"; then die "port $MONGO_PORT is taken by another process"; fi
   mkdir -p "$STACK_DIR/ferretdb"
-  log "starting ferretdb on 127.0.0.1:$MONGO_PORT"
-  nohup "$FERRETDB_BIN" --handler=sqlite \
-    --sqlite-url="file:$STACK_DIR/ferretdb/" \
+  if [ "$STORE_BACKEND" = postgresql ]; then
+    start_postgres
+    backend=(--handler=postgresql --postgresql-url="postgres://postgres@127.0.0.1:$PG_PORT/ferretdb")
+  else
+    backend=(--handler=sqlite --sqlite-url="file:$STACK_DIR/ferretdb/")
+  fi
+  log "starting ferretdb ($STORE_BACKEND) on 127.0.0.1:$MONGO_PORT"
+  nohup "$FERRETDB_BIN" "${backend[@]}" \
     --listen-addr="127.0.0.1:$MONGO_PORT" --debug-addr=- --state-dir="$STACK_DIR/ferretdb" \
     --telemetry=disable --log-level=warn \
     >>"$STACK_DIR/logs/ferretdb.log" 2>&1 </dev/null &
@@ -235,9 +283,20 @@ stop_one() {
   rm -f "$pidf"
 }
 
+stop_postgres() {
+  [ -f "$STACK_DIR/postgres/data/PG_VERSION" ] || return 0
+  local bin
+  bin=$(pg_bindir)
+  if pg_run "$bin/pg_ctl" -D "$STACK_DIR/postgres/data" status >/dev/null 2>&1; then
+    log "stopping postgres"
+    pg_run "$bin/pg_ctl" -D "$STACK_DIR/postgres/data" -m fast -w stop >/dev/null || true
+  fi
+}
+
 cmd_down() {
   stop_one kafka
   stop_one ferretdb
+  stop_postgres
   stop_one redis
 }
 
@@ -254,7 +313,7 @@ cmd_status() {
     echo "redis     down"; ok=1
   fi
   if pid_alive "$STACK_DIR/run/ferretdb.pid" && port_open "$MONGO_PORT"; then
-    echo "ferretdb  up    mongodb://127.0.0.1:$MONGO_PORT"
+    echo "ferretdb  up    mongodb://127.0.0.1:$MONGO_PORT ($STORE_BACKEND)"
   else
     echo "ferretdb  down"; ok=1
   fi
@@ -267,5 +326,5 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   wipe) cmd_down; rm -rf "$STACK_DIR" ;;
-  *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
