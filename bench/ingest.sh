@@ -38,6 +38,7 @@ trap "exit 130" INT TERM
 
 bench_build
 bench_stack_up "$BENCH_TOPIC"
+bench_warm_broker
 bench_topic bench.ingest.raw
 gws=()
 for i in $(seq 1 "$NGW"); do

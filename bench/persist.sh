@@ -49,11 +49,12 @@ trap "exit 130" INT TERM
 
 bench_build
 bench_stack_up "$BENCH_TOPIC"
+bench_warm_broker
 
 {
   echo "== persist: chat-consumer vs a bare mongo-c-driver bulk insert, same store"
   bench_machine
-  echo "command: bench/persist.sh   ($COUNT messages over $CONVS conversations, body $BODY B, $NCONS consumer(s), FerretDB $("$BENCH_REPO/scripts/stack.sh" status 2>/dev/null | grep -o 'ferretdb[^,]*' | head -1 || true))"
+  echo "command: bench/persist.sh   ($COUNT messages over $CONVS conversations, body $BODY B, $NCONS consumer(s))"
 } | tee "$OUT.txt"
 
 # put_convs DB: the conversations (two members each) in database DB.

@@ -29,6 +29,7 @@ trap "exit 130" INT TERM
 
 bench_build
 bench_stack_up
+bench_warm_broker
 # Workers so that each process stays under the open-file limit.
 WORKERS=$(((CLIENTS + 17999) / 18000))
 bench_gateway gw1 "$BENCH_GW_PORT" --workers "$WORKERS"

@@ -20,7 +20,9 @@
 # created once. Settings: BENCH_CONNS, BENCH_CONSUMERS (2), BENCH_DURATION_S (20), BENCH_WARMUP_S
 # (5), BENCH_BATCH_MAX (consumer --batch-max, 500, its default; see docs/performance.md on
 # FerretDB), BENCH_CONSUMER_ARGS (more chat-consumer options), BENCH_LAT_RATE,
-# BENCH_SKIP_RAMP=1, BENCH_SKIP_LAT=1.
+# BENCH_SKIP_RAMP=1, BENCH_SKIP_LAT=1, BENCH_WARM_S and BENCH_WARM_RATE (the
+# broker's warm-up before the first rate, bench/lib.sh). Each line ends with
+# the CPU seconds the broker's JIT compiler used during that run.
 # Results: $BENCH_DIR/results/throughput-<rate>.json and throughput.txt.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -51,6 +53,15 @@ for i in $(seq 1 "$NCONS"); do
   cons+=("c$i")
 done
 bench_consumers_settled "${cons[@]}"
+
+# One round of warm-up traffic: this benchmark's own, 8 s at
+# BENCH_WARM_RATE (default 1000) messages/s on users of their own.
+warm_round() {
+  "$BENCH_BUILD/bench/chat-loadgen" --gateways "127.0.0.1:$BENCH_GW_PORT,127.0.0.1:$((BENCH_GW_PORT + 1))" \
+    --jwt-secret "$BENCH_SECRET" --conns "$CONNS" --run-id "w$RUN_ID" --rate "${BENCH_WARM_RATE:-1000}" \
+    --window 64 --warmup 0 --duration 8 --drain 60 --body-size 100 >/dev/null 2>>"$BENCH_LOGS/throughput-warm.err"
+}
+bench_warm_broker warm_round
 
 # run RATE: one chat-loadgen run; prints its summary line; returns 0 when
 # the rate was sustained.
@@ -88,19 +99,19 @@ EOF
 best=0
 if [ "${BENCH_SKIP_RAMP:-0}" != 1 ]; then
   for rate in "${RATES[@]}"; do
-    if line=$(run "$rate"); then
-      echo "$line" | tee -a "$OUT.txt"
-      best=$rate
-    else
-      echo "$line" | tee -a "$OUT.txt"
-      break
-    fi
+    ok=1
+    line=$(run "$rate") || ok=0
+    bench_jit_since
+    echo "$line; broker JIT ${BENCH_JIT_USED} CPU s" | tee -a "$OUT.txt"
+    [ $ok = 1 ] || break
+    best=$rate
   done
   echo "highest sustained rate: $best messages/s (of the rates tried)" | tee -a "$OUT.txt"
 fi
 if [ "${BENCH_SKIP_LAT:-0}" != 1 ]; then
   echo "latency at $LAT_RATE messages/s:" | tee -a "$OUT.txt"
   line=$(run "$LAT_RATE") || true
-  echo "$line" | tee -a "$OUT.txt"
+  bench_jit_since
+  echo "$line; broker JIT ${BENCH_JIT_USED} CPU s" | tee -a "$OUT.txt"
 fi
 for c in "${cons[@]}"; do grep -h "stats:" "$BENCH_LOGS/$c.log" | tail -1 | sed "s/^/consumer $c: /"; done | tee -a "$OUT.txt"
