@@ -19,7 +19,8 @@
 # All runs share one set of users (--run-id), so the conversations are
 # created once. Settings: BENCH_CONNS, BENCH_CONSUMERS (2), BENCH_DURATION_S (20), BENCH_WARMUP_S
 # (5), BENCH_BATCH_MAX (consumer --batch-max, 500, its default; see docs/performance.md on
-# FerretDB), BENCH_CONSUMER_ARGS (more chat-consumer options), BENCH_LAT_RATE,
+# FerretDB), BENCH_CONSUMER_ARGS and BENCH_GATEWAY_ARGS (more chat-consumer and
+# chat-gateway options), BENCH_LAT_RATE,
 # BENCH_SKIP_RAMP=1, BENCH_SKIP_LAT=1, BENCH_WARM_S and BENCH_WARM_RATE (the
 # broker's warm-up before the first rate, bench/lib.sh). Each line ends with
 # the CPU seconds the broker's JIT compiler used during that run.
@@ -43,8 +44,10 @@ trap "exit 130" INT TERM
 
 bench_build
 bench_stack_up
-bench_gateway gw1 "$BENCH_GW_PORT"
-bench_gateway gw2 "$((BENCH_GW_PORT + 1))"
+# shellcheck disable=SC2086 # BENCH_GATEWAY_ARGS is a list of options
+bench_gateway gw1 "$BENCH_GW_PORT" ${BENCH_GATEWAY_ARGS:-}
+# shellcheck disable=SC2086
+bench_gateway gw2 "$((BENCH_GW_PORT + 1))" ${BENCH_GATEWAY_ARGS:-}
 NCONS=${BENCH_CONSUMERS:-2}
 cons=()
 for i in $(seq 1 "$NCONS"); do
