@@ -320,28 +320,37 @@ static void sync_work(gw_job_t *job)
         s->idx = 0;
         s->cursor = s->nconvs > 0 ? have_for(s, s->convs[0]) : 0;
     }
-    /* Fill one page, moving past conversations with nothing new. */
+    /* Fill one page, moving past conversations with nothing new. One row
+     * more than a page is asked for and not sent: it says whether the
+     * conversation has more, so a remainder of exactly a page (a client
+     * that missed 50 with pages of 50) costs one read, not two. */
     int64_t n = 0;
     while (n == 0 && s->idx < s->nconvs) {
         const char *conv = s->convs[s->idx];
+        int more = 0;
         bson_t *filter =
             BCON_NEW("conv", BCON_UTF8(conv), "seq", "{", "$gt", BCON_INT64(s->cursor), "}");
-        bson_t *opts = BCON_NEW("sort", "{", "seq", BCON_INT32(1), "}", "limit", BCON_INT64(page));
+        bson_t *opts =
+            BCON_NEW("sort", "{", "seq", BCON_INT32(1), "}", "limit", BCON_INT64(page + 1));
         mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
         while (mongoc_cursor_next(cur, &doc)) {
+            if (n == page) {
+                more = 1;
+                break;
+            }
             message_frame(&frame, doc);
             put_frame(&job->out, &frame);
             s->cursor = int_field(doc, "seq");
             n++;
         }
-        if (mongoc_cursor_error(cur, &berr))
+        if (!more && mongoc_cursor_error(cur, &berr))
             job->result = chat_mongo_error(&job->err, &berr, "sync: messages");
         mongoc_cursor_destroy(cur);
         bson_destroy(filter);
         bson_destroy(opts);
         if (job->result != 0)
             goto out;
-        if (n < page) {
+        if (!more) {
             s->idx++;
             s->cursor = s->idx < s->nconvs ? have_for(s, s->convs[s->idx]) : 0;
         }

@@ -1,6 +1,7 @@
 """B is offline while A sends 120 messages; when B connects, sync brings all
 120 in seq order, once each, and ends with `synced`."""
 
+from apilib import metric
 from chatlib import run, wait_until
 from conftest import Clients
 
@@ -44,6 +45,17 @@ def test_offline_sync(live, name):
             msgs, synced = await sb.sync({conv: 100})
             assert [m["seq"] for m in msgs if m["conv"] == conv] == list(range(101, N + 1))
             assert synced["count"] == N - 100
+
+            # A remainder of exactly one page (50, the gateway's sync_page)
+            # is one page read, not a full one and an empty one; of exactly
+            # two pages, two. B has this one conversation, and no other
+            # client syncs through gw2 meanwhile.
+            for have, pages in ((N - 50, 1), (N - 100, 2)):
+                before = metric(live.http("gw2"), "sync_pages")
+                msgs, synced = await sb.sync({conv: have})
+                assert [m["seq"] for m in msgs if m["conv"] == conv] == list(range(have + 1, N + 1))
+                assert synced["count"] == N - have
+                assert metric(live.http("gw2"), "sync_pages") - before == pages
 
             # And through the other gateway, a second device of B.
             sb2 = await c.connect(b, "gw1", ready=False)
