@@ -16,13 +16,15 @@ enum { B_MESSAGES, B_CHANGES, B_CONVS, B_MARKS, B_COUNT };
  * whole command either way, and pays a few more round trips per batch. */
 #define CHUNK 100
 
-/* Updates go in smaller commands still. FerretDB 1.24 (SQLite) holds one
- * pooled connection per statement of an update command until the command
- * ends, and its pool has 100: update commands running at once that hold
- * about 100 statements in all wait for each other forever (see
- * docs/performance.md). With 32, two or three consumers' batches of any
- * size stay clear of that; MongoDB only pays a few round trips more. */
-#define CHUNK_UPDATES 32
+/* Updates go in smaller commands still. FerretDB 1.24 holds one pooled
+ * backend connection per statement of an update command until the command
+ * ends: update commands running at once that hold about 100 statements in
+ * all (over SQLite) or 50 (over PostgreSQL: 48 pass, 64 hang) wait for
+ * each other forever, and the whole server with them (see
+ * docs/performance.md). With 16, three consumers' batches and stops of any
+ * size stay clear of both (32 hung two consumers stopping at once over
+ * PostgreSQL); MongoDB only pays a few round trips more. */
+#define CHUNK_UPDATES 16
 
 /* The queued writes of one kind: ordered bulks of at most CHUNK writes,
  * executed in turn until one fails. */
