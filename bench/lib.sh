@@ -116,7 +116,7 @@ bench_warm_default_round() {
   done
 }
 bench_warm_broker() {
-  local max=${BENCH_WARM_S:-120} round=${1:-bench_warm_default_round} pid start quiet=0 t0 before now kc=
+  local max=${BENCH_WARM_S:-120} round=${1:-bench_warm_default_round} pid start quiet=0 t0 before now used secs kc=
   [ "$max" -gt 0 ] || return 0
   bench_stack_env
   pid=$(cat "$CHAT_STACK_DIR/run/kafka.pid")
@@ -134,10 +134,10 @@ bench_warm_broker() {
       break
     fi
     now=$(bench_jit_cpu_s "$pid")
-    blog "  warm-up round: JIT compiler $(awk -v a="$before" -v b="$now" -v t0="$t0" -v t1="$(date +%s.%N)" \
-      'BEGIN { printf "%.2f CPU s in %.1f s", b - a, t1 - t0 }')"
-    if awk -v a="$before" -v b="$now" -v t0="$t0" -v t1="$(date +%s.%N)" \
-      'BEGIN { exit !((b - a) < 0.05 * (t1 - t0)) }'; then quiet=$((quiet + 1)); else quiet=0; fi
+    read -r used secs < <(awk -v a="$before" -v b="$now" -v t0="$t0" -v t1="$(date +%s.%N)" \
+      'BEGIN { printf "%.2f %.1f\n", b - a, t1 - t0 }')
+    blog "  warm-up round: JIT compiler $used CPU s in $secs s"
+    if awk -v u="$used" -v s="$secs" 'BEGIN { exit !(u < 0.05 * s) }'; then quiet=$((quiet + 1)); else quiet=0; fi
     [ $quiet -lt 2 ] || [ $((SECONDS - start)) -lt 30 ] || break
   done
   if [ -n "$kc" ]; then kill "$kc" 2>/dev/null || true; wait "$kc" 2>/dev/null || true; fi
@@ -148,7 +148,8 @@ bench_warm_broker() {
 # warm-up or the previous call (not in a subshell: it moves the mark).
 bench_jit_since() {
   local now
-  now=$(bench_jit_cpu_s "$(cat "$BENCH_DIR/stack/run/kafka.pid")")
+  bench_stack_env
+  now=$(bench_jit_cpu_s "$(cat "$CHAT_STACK_DIR/run/kafka.pid")")
   BENCH_JIT_USED=$(awk -v a="${BENCH_JIT_MARK:-0}" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
   BENCH_JIT_MARK=$now
 }

@@ -108,9 +108,8 @@ int cs_load_convs(cs_pipeline_t *p, chat_error_t *err)
             (rc = want(p, item->ev.conv, item)) != 0)
             return chat_error_set(err, rc, "out of memory");
     }
-    if (p->nkeys > 0)
-        want_ahead(p);
     if (p->nkeys > 0) {
+        want_ahead(p);
         rc = cs_store_find_convs(p->store, p->keys, p->nkeys, conv_loaded_cb, &ctx, err);
         if (rc == 0 && ctx.rc != 0)
             rc = chat_error_set(err, ctx.rc, "out of memory");
