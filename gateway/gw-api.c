@@ -219,15 +219,13 @@ static void limit_cb(redisAsyncContext *ac, void *r, void *privdata)
     gw_t *gw = ac->data;
     gw_conn_t *conn = gw_conn_find(gw, job->serial);
     if (conn == NULL) {
-        sodium_memzero(job->in.data, job->in.len);
-        gw_job_free(job);
+        gw_job_free(job); /* wipes the password */
         return;
     }
     if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
         long long per_user = reply->element[0]->integer, per_addr = reply->element[1]->integer;
         if ((job->n1 && per_user > gw->cfg->login_user_per_min) ||
             per_addr > gw->cfg->login_addr_per_min) {
-            sodium_memzero(job->in.data, job->in.len);
             gw_job_free(job);
             gw_http_error(conn, 429, "rate_limited", "too many attempts; wait a minute");
             gw_http_resume(conn);

@@ -120,7 +120,9 @@ struct gw_s {
     struct gw_static_s *web;   /* the web client's files */
     uint64_t conn_counter;
     int shutting_down;
-    int jobs; /* store jobs in flight */
+    int jobs;                  /* store jobs in flight */
+    struct gw_job_s *inflight; /* the same jobs, listed */
+    int jobs_refused;          /* set at stop (gw_store_cancel_queued) */
     /* Presence fan-out waiting for a store lookup (gw-notify.c): a bounded
      * ring, so that a connection storm's presence changes never take the
      * store lookup threads from sends and syncs. */
@@ -232,6 +234,7 @@ typedef void (*gw_job_fn)(gw_job_t *job);
 struct gw_job_s {
     uv_work_t req;
     gw_t *gw;
+    gw_job_t *prev, *next; /* on gw->inflight from submit until done */
     gw_job_fn work;
     gw_job_fn done;
     uint64_t serial;
@@ -254,8 +257,12 @@ gw_job_t *gw_job_new(gw_conn_t *conn, gw_job_fn work, gw_job_fn done);
 gw_job_t *gw_job_new_for(gw_t *gw, gw_job_fn work, gw_job_fn done);
 /* Queues the job; on failure frees it and returns a libuv error. */
 int gw_job_submit(gw_job_t *job);
-/* Frees a job that was never submitted. */
+/* Frees a job that was never submitted, wiping its input (a password). */
 void gw_job_free(gw_job_t *job);
+/* At stop: cancels the jobs still waiting for a pool thread (their done runs
+ * as on a store failure) and refuses new ones; returns how many it cancelled.
+ * Running ones are left to end. */
+int gw_store_cancel_queued(gw_t *gw);
 int gw_store_start(gw_t *gw, chat_error_t *err);
 void gw_store_stop(gw_t *gw);
 /* Cached membership: 1 member, 0 not, -1 unknown (ask the store). */

@@ -2,6 +2,7 @@
  * a client popped from a mongoc_client_pool_t: never on the loop. Workers
  * build the frames they return, so the loop only copies them out. */
 #include <jansson.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +52,10 @@ gw_job_t *gw_job_new(gw_conn_t *conn, gw_job_fn work, gw_job_fn done)
 
 void gw_job_free(gw_job_t *job)
 {
+    /* in may hold a password that never reached its hash (a job refused or
+     * cancelled at stop); it is a few bytes otherwise. */
+    if (job->in.data != NULL)
+        sodium_memzero(job->in.data, job->in.len);
     chat_buf_close(&job->in);
     chat_buf_close(&job->out);
     free(job->ptr);
@@ -575,22 +580,60 @@ static void work_cb(uv_work_t *req)
 static void after_cb(uv_work_t *req, int status)
 {
     gw_job_t *job = req->data;
-    job->gw->jobs--;
-    if (status == 0)
-        job->done(job);
+    gw_t *gw = job->gw;
+    gw->jobs--;
+    if (job->prev != NULL)
+        job->prev->next = job->next;
+    else
+        gw->inflight = job->next;
+    if (job->next != NULL)
+        job->next->prev = job->prev;
+    if (status == UV_ECANCELED) {
+        /* Never ran (the gateway is stopping): done answers as on a store
+         * failure, which also frees what the job held (a sync's state, a
+         * presence batch). */
+        chat_error_set(&job->err, CHAT_EAGAIN, "the gateway is stopping");
+        job->result = CHAT_EAGAIN;
+        job->status = 503;
+        snprintf(job->arg, sizeof(job->arg), "unavailable");
+        chat_buf_reset(&job->out);
+        chat_buf_append_str(&job->out, "the gateway is stopping; retry");
+    }
+    job->done(job);
     gw_job_free(job);
 }
 
 int gw_job_submit(gw_job_t *job)
 {
-    int rc = uv_queue_work(job->gw->loop, &job->req, work_cb, after_cb);
+    gw_t *gw = job->gw;
+    int rc =
+        gw->jobs_refused ? UV_ECANCELED : uv_queue_work(gw->loop, &job->req, work_cb, after_cb);
     if (rc != 0) {
         gw_job_free(job);
         return rc;
     }
-    job->gw->jobs++;
-    job->gw->metrics.store_jobs++;
+    job->prev = NULL;
+    job->next = gw->inflight;
+    if (gw->inflight != NULL)
+        gw->inflight->prev = job;
+    gw->inflight = job;
+    gw->jobs++;
+    gw->metrics.store_jobs++;
     return 0;
+}
+
+int gw_store_cancel_queued(gw_t *gw)
+{
+    int n = 0;
+    /* Nor are new ones started: a cancelled job's done may unblock frames
+     * that would ask again. */
+    gw->jobs_refused = 1;
+    /* uv_cancel only marks a job; its after_cb runs on a later loop turn,
+     * so the list holds still while it is walked. */
+    for (gw_job_t *job = gw->inflight; job != NULL; job = job->next)
+        if (uv_cancel((uv_req_t *)&job->req) == 0)
+            n++;
+    return n;
 }
 
 int gw_store_check_member(gw_conn_t *conn, const char *conv)

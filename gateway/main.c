@@ -155,6 +155,14 @@ static int run(gw_config_t *cfg, const char *id)
         uv_run(loop, UV_RUN_NOWAIT);
         usleep(10000);
     }
+    /* Store work that has not found a thread by now is not started: behind
+     * a slow store the queue (a storm's syncs) could hold the stop for
+     * minutes. What runs is waited for below. */
+    if (gw->jobs > 0) {
+        int cancelled = gw_store_cancel_queued(gw);
+        CHAT_INFO("gateway %s: stopping: %d queued store jobs cancelled, %d still running", gw->id,
+                  cancelled, gw->jobs - cancelled);
+    }
     rc = 0;
 out:
     gw_presence_stop(gw);

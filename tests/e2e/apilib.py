@@ -284,11 +284,11 @@ class Gateways:
         self.stack = stack
         self.started = []
 
-    def start(self, *flags, label="gx", timeout=60):
+    def start(self, *flags, label="gx", timeout=60, env=None):
         port = free_port()
         gid = f"{label}-{uuid.uuid4().hex[:6]}"
         argv = self.stack._gateway_argv(gid, port) + [str(f) for f in flags]
-        proc = Proc(gid, argv, self.stack.env)
+        proc = Proc(gid, argv, dict(self.stack.env, **(env or {})))
         proc.start()
         gw = Gateway(proc, gid, port)
         self.started.append(gw)
@@ -307,6 +307,10 @@ class Gateways:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"gateway {gid} not healthy within {timeout}s (last {last!r}):\n{proc.tail()}")
             time.sleep(0.2)
+
+    def forget(self, gw):
+        """The test stops this one itself (its exit is not a death)."""
+        self.started.remove(gw)
 
     def stop_all(self):
         died = [gw for gw in self.started if not gw.proc.alive()]
