@@ -20,7 +20,8 @@
 #      internal headers it needs, so it cannot be built here).
 # Prints both rates and their ratio (the target is >= 80%).
 # Settings: BENCH_CONNS (1000), BENCH_WINDOW (16), BENCH_DURATION_S (20),
-# BENCH_WARMUP_S (5), BENCH_BODY (100), BENCH_GATEWAYS (1).
+# BENCH_WARMUP_S (5), BENCH_BODY (100), BENCH_GATEWAYS (1), BENCH_GATEWAY_ARGS
+# (more chat-gateway options).
 # Results: $BENCH_DIR/results/ingest-{gateway,raw}.json and ingest.txt.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -42,7 +43,8 @@ bench_warm_broker
 bench_topic bench.ingest.raw
 gws=()
 for i in $(seq 1 "$NGW"); do
-  bench_gateway "gw$i" "$((BENCH_GW_PORT + i - 1))"
+  # shellcheck disable=SC2086 # BENCH_GATEWAY_ARGS is a list of options
+  bench_gateway "gw$i" "$((BENCH_GW_PORT + i - 1))" ${BENCH_GATEWAY_ARGS:-}
   gws+=("127.0.0.1:$((BENCH_GW_PORT + i - 1))")
 done
 
@@ -69,12 +71,21 @@ gw_cpu() { local s=0 i; for i in $(seq 1 "$NGW"); do s=$((s + $(bench_cpu_ticks 
 # The whole machine's busy ticks (all CPUs, /proc/stat: all but idle and
 # iowait), to show what the load generator and the broker leave over.
 busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+# The load generator's and the broker's CPU too, per message below: what
+# the two cores must hold for the gateway path at a given rate.
+kpid=$(cat "$CHAT_STACK_DIR/run/kafka.pid")
+pid_ticks() { local s=0 p v; for p in "$@"; do v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0); s=$((s + ${v:-0})); done; echo "$s"; }
+lg_ticks() { pid_ticks "$lg" $(pgrep -P "$lg" || true); }
 c0=$(gw_cpu)
 m0=$(busy)
+l0=$(lg_ticks)
+k0=$(pid_ticks "$kpid")
 t0=$(date +%s.%N)
 sleep $((DURATION - 1))
 c1=$(gw_cpu)
 m1=$(busy)
+l1=$(lg_ticks)
+k1=$(pid_ticks "$kpid")
 t1=$(date +%s.%N)
 wait "$lg" || rc=$?
 [ "$rc" = 0 ] || { tail -30 "$OUT-gateway.txt"; bdie "chat-loadgen failed ($rc)"; }
@@ -91,9 +102,11 @@ EOF
 count=$((gw_count > 200000 ? gw_count : 200000))
 blog "raw librdkafka producer: $count envelopes of a $BODY-byte body"
 TIMEFORMAT='%U %S'
+rk0=$(pid_ticks "$kpid")
 raw_cpu=$( { time "$BENCH_BUILD/bench/chat-bench-produce" --kafka-brokers "$BENCH_BROKERS" --topic bench.ingest.raw \
   --create-topic=false --count "$count" --size "$BODY" --json "$OUT-raw.json" >"$OUT-raw.txt" 2>&1; } 2>&1) ||
   { cat "$OUT-raw.txt"; bdie "chat-bench-produce failed"; }
+rk1=$(pid_ticks "$kpid")
 read -r raw_rate raw_s <<<"$(python3 -c "import json; r = json.load(open('$OUT-raw.json')); print(f\"{r['msgs_per_s']:.0f} {r['seconds']:.3f}\")")"
 raw_cores=$(awk -v c="$raw_cpu" -v s="$raw_s" 'BEGIN { split(c, a, " "); printf "%.2f", (a[1] + a[2]) / s }')
 {
@@ -103,4 +116,17 @@ raw_cores=$(awk -v c="$raw_cpu" -v s="$raw_s" 'BEGIN { split(c, a, " "); printf 
   awk -v g="$gw_rate" -v r="$raw_rate" -v gc="$gw_cores" -v rc="$raw_cores" 'BEGIN {
     printf "ratio:    %.0f%% of the raw producer rate (target >= 80%%); per CPU core used: %.0f vs %.0f messages/s, %.0f%%\n",
       100 * g / r, g / gc, r / rc, 100 * (g / gc) / (r / rc) }'
+  # Per message, in CPU microseconds (CPU time over messages): the gateway
+  # run's three programs and the bare run's two. At 80 % of the bare rate
+  # the gateway path needs, on one host, its per-message costs times that
+  # rate; the second figure takes the broker's cost from the bare run,
+  # where its batches are the largest.
+  awk -v g="$gw_rate" -v r="$raw_rate" -v gc="$gw_cores" -v rc="$raw_cores" -v n="$(nproc)" \
+    -v l="$((l1 - l0))" -v k="$((k1 - k0))" -v t="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
+    -v rk="$((rk1 - rk0))" -v rs="$raw_s" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+    gu = gc * 1e6 / g; lu = l / hz / t * 1e6 / g; ku = k / hz / t * 1e6 / g
+    pu = rc * 1e6 / r; rku = rk / hz / rs * 1e6 / r; T = 0.8 * r
+    printf "cpu/msg:  gateway run: gateway %.2f us, load generator %.2f us, broker %.2f us; bare run: producer %.2f us, broker %.2f us\n", gu, lu, ku, pu, rku
+    printf "at 80%%:   %.0f messages/s would take %.2f cores at the gateway run'"'"'s costs per message, %.2f with the broker as cheap as for the bare producer; the machine has %d\n",
+      T, T * (gu + lu + ku) / 1e6, T * (gu + lu + rku) / 1e6, n }'
 } | tee -a "$OUT.txt"
