@@ -10,6 +10,8 @@
 /* How long a consumer stopped before its first assignment waits for it
  * (cs_source_destroy): a little more than the session timeout. */
 #define CLOSE_JOIN_WAIT_MS 12000
+/* Each of the two steps of leaving the group (cs_source_destroy). */
+#define CLOSE_STEP_WAIT_MS 10000
 
 struct cs_source_s {
     rd_kafka_t *rk;
@@ -277,12 +279,52 @@ void cs_source_destroy(cs_source_t *src)
         if (rkm != NULL)
             rd_kafka_message_destroy(rkm);
     }
-    rd_kafka_resp_err_t e = rd_kafka_consumer_close(src->rk);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-        CHAT_WARN("kafka: leaving the group: %s", rd_kafka_err2str(e));
+    /* librdkafka before 2.4 can hang for good in close when an incremental
+     * assignment reaches a member that is closing (librdkafka#4527): two
+     * consumers stopped together, the first one's partitions handed to the
+     * second as it leaves. So leave first: unsubscribe and serve the
+     * revocation (its synchronous commit, while still a member) until
+     * nothing is assigned; then close, serving its callbacks, within a
+     * bound. Past the bound the handle is destroyed without the close; the
+     * group's session timeout takes back whatever it still held, and an
+     * uncommitted batch is replayed, which is idempotent. */
+    if (src->subscribed) {
+        rd_kafka_unsubscribe(src->rk);
+        deadline = chat_mono_ms() + CLOSE_STEP_WAIT_MS;
+        while (chat_mono_ms() < deadline) {
+            rd_kafka_topic_partition_list_t *assigned = NULL;
+            int held = rd_kafka_assignment(src->rk, &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+                       assigned->cnt > 0;
+            if (assigned != NULL)
+                rd_kafka_topic_partition_list_destroy(assigned);
+            if (!held)
+                break;
+            rd_kafka_message_t *rkm = rd_kafka_consumer_poll(src->rk, 100);
+            if (rkm != NULL)
+                rd_kafka_message_destroy(rkm);
+        }
+    }
+    int destroy_flags = 0;
+    rd_kafka_queue_t *closing = rd_kafka_queue_new(src->rk);
+    rd_kafka_error_t *error = rd_kafka_consumer_close_queue(src->rk, closing);
+    if (error != NULL) {
+        CHAT_WARN("kafka: leaving the group: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    } else {
+        deadline = chat_mono_ms() + CLOSE_STEP_WAIT_MS;
+        while (!rd_kafka_consumer_closed(src->rk) && chat_mono_ms() < deadline)
+            rd_kafka_queue_poll_callback(closing, 100);
+        if (!rd_kafka_consumer_closed(src->rk)) {
+            CHAT_WARN("kafka: leaving the group did not end within %d ms (librdkafka#4527); "
+                      "leaving it to the group's session timeout",
+                      CLOSE_STEP_WAIT_MS);
+            destroy_flags = RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE;
+        }
+    }
+    rd_kafka_queue_destroy(closing);
     if (src->queue != NULL)
         rd_kafka_queue_destroy(src->queue);
-    rd_kafka_destroy(src->rk);
+    rd_kafka_destroy_flags(src->rk, destroy_flags);
     free(src->parts);
     free(src->sent);
     free(src);

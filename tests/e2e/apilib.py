@@ -17,9 +17,11 @@ import json
 import os
 import random
 import re
+import select
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.parse
 import uuid
@@ -244,6 +246,73 @@ def dead_letters(conv):
 def dead_letter(conv, event_id):
     """The (envelope, headers) of that event in the dead-letter topic, or None."""
     return next(((e, h) for e, h in dead_letters(conv) if e.get("id") == event_id), None)
+
+
+# ---------------------------------------------------------------- a store that stalls
+
+
+class HoldingRelay:
+    """Relays TCP connections to (host, port), as a store that stalls: hold()
+    keeps every byte that arrives from a client until release(); `held`
+    counts the chunks that waited (a client is blocked on the store)."""
+
+    def __init__(self, host, port):
+        self.upstream = (host, port)
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.closed = False
+        self.held = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            self.socks += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, src, dst, to_store):
+        try:
+            while not self.closed:
+                r, _, _ = select.select([src], [], [], 0.5)
+                if not r:
+                    continue
+                data = src.recv(65536)
+                if not data:
+                    break
+                if to_store and not self.flowing.is_set():
+                    self.held += 1
+                while to_store and not self.flowing.wait(0.5):
+                    if self.closed:
+                        return
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def hold(self):
+        self.flowing.clear()
+
+    def release(self):
+        self.flowing.set()
+
+    def close(self):
+        self.closed = True
+        self.flowing.set()
+        self.listener.close()
+        for s in self.socks:
+            s.close()
 
 
 # ---------------------------------------------------------------- dedicated gateways

@@ -12,77 +12,15 @@ test waits for the gateway's counters and log, each within a bound."""
 
 import os
 import re
-import select
 import signal
 import socket
-import threading
 import time
 
-from apilib import gateways, metric  # noqa: F401 (gateways: a fixture)
+from apilib import HoldingRelay, gateways, metric  # noqa: F401 (gateways: a fixture)
 from conftest import MONGO_URI, _hostport
 
 N = 12
 THREADS = 2
-
-
-class HoldingRelay:
-    """Relays TCP connections to (host, port); hold() keeps every byte that
-    arrives from a client until release()."""
-
-    def __init__(self, host, port):
-        self.upstream = (host, port)
-        self.flowing = threading.Event()
-        self.flowing.set()
-        self.closed = False
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.socks = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while not self.closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream)
-            self.socks += [client, server]
-            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
-
-    def _pump(self, src, dst, to_store):
-        try:
-            while not self.closed:
-                r, _, _ = select.select([src], [], [], 0.5)
-                if not r:
-                    continue
-                data = src.recv(65536)
-                if not data:
-                    break
-                while to_store and not self.flowing.wait(0.5):
-                    if self.closed:
-                        return
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            try:
-                dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-
-    def hold(self):
-        self.flowing.clear()
-
-    def release(self):
-        self.flowing.set()
-
-    def close(self):
-        self.closed = True
-        self.flowing.set()
-        self.listener.close()
-        for s in self.socks:
-            s.close()
 
 
 def _request(port, token):
