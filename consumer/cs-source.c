@@ -310,6 +310,7 @@ void cs_source_destroy(cs_source_t *src)
     if (error != NULL) {
         CHAT_WARN("kafka: leaving the group: %s", rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
+        destroy_flags = RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE; /* not a blocking one instead */
     } else {
         deadline = chat_mono_ms() + CLOSE_STEP_WAIT_MS;
         while (!rd_kafka_consumer_closed(src->rk) && chat_mono_ms() < deadline)
