@@ -2,6 +2,7 @@
 """Per-thread CPU and wake-ups of running programs, from /proc.
 
     bench/cpu-threads.py SECONDS [PROGRAM ...]
+    bench/cpu-threads.py --line SECONDS [PROGRAM ...]
 
 Samples every thread of every process whose name starts with one of the
 PROGRAMs (default: chat-gateway chat-consumer chat-loadgen java ferretdb
@@ -12,6 +13,9 @@ CPU in cores, voluntary context switches per second (the thread slept and was wo
 one per wake-up of an event loop or of librdkafka's broker thread), and
 involuntary ones (preempted). Run it beside a benchmark, e.g. during a
 `bench/throughput.sh 2000` rate; docs/performance.md has what it showed.
+With --line it prints one line instead: each program's cores, busiest
+first, and the machine's busy cores (bench/throughput.sh adds it to every
+rate).
 """
 
 import collections
@@ -54,15 +58,26 @@ def sample(prefixes):
     return out
 
 
-def main():
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
-    secs = float(sys.argv[1])
-    progs = tuple(sys.argv[2:]) or ("chat-gateway", "chat-consumer", "chat-loadgen", "java", "ferretdb", "redis-server", "postgres")
+def busy_ticks():
+    """All CPUs' busy ticks (all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4]
 
-    a = sample(progs)
+
+def main():
+    args = sys.argv[1:]
+    line = args[:1] == ["--line"]
+    if line:
+        args = args[1:]
+    if not args:
+        sys.exit(__doc__)
+    secs = float(args[0])
+    progs = tuple(args[1:]) or ("chat-gateway", "chat-consumer", "chat-loadgen", "java", "ferretdb", "redis-server", "postgres")
+
+    a, busy0 = sample(progs), busy_ticks()
     time.sleep(secs)
-    b = sample(progs)
+    b, busy1 = sample(progs), busy_ticks()
     hz = os.sysconf("SC_CLK_TCK")
     rows = collections.defaultdict(lambda: [0.0, 0.0, 0.0, set()])
     for tid, (prog, name, cpu, vol, invol) in b.items():
@@ -75,6 +90,13 @@ def main():
         r[1] += (vol - vol0) / secs
         r[2] += (invol - invol0) / secs
         r[3].add(tid)
+    if line:
+        per = collections.Counter()
+        for (prog, _), (cores, _, _, _) in rows.items():
+            per["kafka" if prog == "java" else prog] += cores
+        parts = [f"{prog} {cores:.2f}" for prog, cores in per.most_common() if cores >= 0.005]
+        print(f"cores: {', '.join(parts)}; machine {(busy1 - busy0) / hz / secs:.2f} of {os.cpu_count()}")
+        return
     print(f"{'program':16s} {'thread':24s} {'n':>3s} {'cores':>6s} {'woken/s':>8s} {'preempted/s':>11s}")
     for (prog, name), (cores, vol, invol, tids) in sorted(rows.items(), key=lambda kv: -kv[1][0]):
         if cores < 0.005 and vol < 10:

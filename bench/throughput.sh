@@ -23,7 +23,8 @@
 # chat-gateway options), BENCH_LAT_RATE,
 # BENCH_SKIP_RAMP=1, BENCH_SKIP_LAT=1, BENCH_WARM_S and BENCH_WARM_RATE (the
 # broker's warm-up before the first rate, bench/lib.sh). Each line ends with
-# the CPU seconds the broker's JIT compiler used during that run.
+# the CPU seconds the broker's JIT compiler used during that run, and a
+# second line gives each program's CPU (bench/cpu-threads.py --line).
 # Results: $BENCH_DIR/results/throughput-<rate>.json and throughput.txt.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -71,10 +72,15 @@ bench_warm_broker warm_round
 run() {
   local rate=$1 rc=0
   blog "rate $rate/s: $CONNS connections, ${WARMUP}s warm-up + ${DURATION}s measured"
+  # Each program's CPU over the measured seconds (but the last two).
+  (sleep "$WARMUP" && python3 "$BENCH_REPO/bench/cpu-threads.py" --line "$((DURATION > 4 ? DURATION - 2 : 2))" \
+    >"$OUT-$rate.cpu" 2>/dev/null) &
+  local sampler=$!
   "$BENCH_BUILD/bench/chat-loadgen" --gateways "127.0.0.1:$BENCH_GW_PORT,127.0.0.1:$((BENCH_GW_PORT + 1))" \
     --jwt-secret "$BENCH_SECRET" --conns "$CONNS" --run-id "$RUN_ID" --rate "$rate" --window 64 \
     --warmup "$WARMUP" --duration "$DURATION" --drain 120 --ack-timeout 120 --body-size 100 \
     --json "$OUT-$rate.json" >"$OUT-$rate.txt" 2>"$BENCH_LOGS/throughput-$rate.err" || rc=$?
+  wait "$sampler" || true
   python3 - "$OUT-$rate.json" "$rate" "$rc" "$DRAIN_OK" "$P99_OK" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1])); rate = int(sys.argv[2]); rc = int(sys.argv[3]); drain_ok = float(sys.argv[4])
@@ -99,6 +105,12 @@ EOF
   echo "command: bench/throughput.sh ${RATES[*]}   ($CONNS connections, ${WARMUP}s + ${DURATION}s per rate, body 100 B)"
 } | tee "$OUT.txt"
 
+# cpu_line RATE: that run's CPU per program (bench/cpu-threads.py --line).
+cpu_line() {
+  [ -s "$OUT-$1.cpu" ] && sed 's/^/             /' "$OUT-$1.cpu" | tee -a "$OUT.txt"
+  return 0
+}
+
 best=0
 if [ "${BENCH_SKIP_RAMP:-0}" != 1 ]; then
   for rate in "${RATES[@]}"; do
@@ -106,6 +118,7 @@ if [ "${BENCH_SKIP_RAMP:-0}" != 1 ]; then
     line=$(run "$rate") || ok=0
     bench_jit_since
     echo "$line; broker JIT ${BENCH_JIT_USED} CPU s" | tee -a "$OUT.txt"
+    cpu_line "$rate"
     [ $ok = 1 ] || break
     best=$rate
   done
@@ -116,5 +129,6 @@ if [ "${BENCH_SKIP_LAT:-0}" != 1 ]; then
   line=$(run "$LAT_RATE") || true
   bench_jit_since
   echo "$line; broker JIT ${BENCH_JIT_USED} CPU s" | tee -a "$OUT.txt"
+  cpu_line "$LAT_RATE"
 fi
 for c in "${cons[@]}"; do grep -h "stats:" "$BENCH_LOGS/$c.log" | tail -1 | sed "s/^/consumer $c: /"; done | tee -a "$OUT.txt"
