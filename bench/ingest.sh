@@ -73,19 +73,19 @@ gw_cpu() { local s=0 i; for i in $(seq 1 "$NGW"); do s=$((s + $(bench_cpu_ticks 
 busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 # The load generator's and the broker's CPU too, per message below: what
 # the two cores must hold for the gateway path at a given rate.
-kpid=$(cat "$CHAT_STACK_DIR/run/kafka.pid")
-pid_ticks() { local s=0 p v; for p in "$@"; do v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0); s=$((s + ${v:-0})); done; echo "$s"; }
-lg_ticks() { pid_ticks "$lg" $(pgrep -P "$lg" || true); }
+kpid=$(bench_broker_pid)
+# shellcheck disable=SC2046 # a list of pids
+lg_ticks() { bench_pid_ticks "$lg" $(pgrep -P "$lg" || true); }
 c0=$(gw_cpu)
 m0=$(busy)
 l0=$(lg_ticks)
-k0=$(pid_ticks "$kpid")
+k0=$(bench_pid_ticks "$kpid")
 t0=$(date +%s.%N)
 sleep $((DURATION - 1))
 c1=$(gw_cpu)
 m1=$(busy)
 l1=$(lg_ticks)
-k1=$(pid_ticks "$kpid")
+k1=$(bench_pid_ticks "$kpid")
 t1=$(date +%s.%N)
 wait "$lg" || rc=$?
 [ "$rc" = 0 ] || { tail -30 "$OUT-gateway.txt"; bdie "chat-loadgen failed ($rc)"; }
@@ -102,11 +102,11 @@ EOF
 count=$((gw_count > 200000 ? gw_count : 200000))
 blog "raw librdkafka producer: $count envelopes of a $BODY-byte body"
 TIMEFORMAT='%U %S'
-rk0=$(pid_ticks "$kpid")
+rk0=$(bench_pid_ticks "$kpid")
 raw_cpu=$( { time "$BENCH_BUILD/bench/chat-bench-produce" --kafka-brokers "$BENCH_BROKERS" --topic bench.ingest.raw \
   --create-topic=false --count "$count" --size "$BODY" --json "$OUT-raw.json" >"$OUT-raw.txt" 2>&1; } 2>&1) ||
   { cat "$OUT-raw.txt"; bdie "chat-bench-produce failed"; }
-rk1=$(pid_ticks "$kpid")
+rk1=$(bench_pid_ticks "$kpid")
 read -r raw_rate raw_s <<<"$(python3 -c "import json; r = json.load(open('$OUT-raw.json')); print(f\"{r['msgs_per_s']:.0f} {r['seconds']:.3f}\")")"
 raw_cores=$(awk -v c="$raw_cpu" -v s="$raw_s" 'BEGIN { split(c, a, " "); printf "%.2f", (a[1] + a[2]) / s }')
 {

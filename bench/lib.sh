@@ -86,6 +86,11 @@ bench_topic() {
   CHAT_TOPIC=$1 CHAT_DLQ_TOPIC=$1.dlq "$BENCH_REPO/scripts/stack.sh" up >>"$BENCH_LOGS/stack.log" 2>&1 ||
     { tail -20 "$BENCH_LOGS/stack.log"; bdie "the stack did not start"; }
 }
+# The private stack's broker (the JVM's pid).
+bench_broker_pid() {
+  bench_stack_env
+  cat "$CHAT_STACK_DIR/run/kafka.pid"
+}
 # CPU seconds used so far by the broker JVM's JIT compiler threads.
 bench_jit_cpu_s() {
   local pid=$1 hz t sum=0 v
@@ -118,8 +123,7 @@ bench_warm_default_round() {
 bench_warm_broker() {
   local max=${BENCH_WARM_S:-120} round=${1:-bench_warm_default_round} pid start quiet=0 t0 before now used secs kc=
   [ "$max" -gt 0 ] || return 0
-  bench_stack_env
-  pid=$(cat "$CHAT_STACK_DIR/run/kafka.pid")
+  pid=$(bench_broker_pid)
   blog "warming the broker up with $round (until its JIT compiler is quiet; at most ${max} s)"
   if [ "$round" = bench_warm_default_round ]; then
     kcat -b "$BENCH_BROKERS" -G bench-warm -q -o beginning bench.warm >/dev/null 2>&1 &
@@ -148,8 +152,7 @@ bench_warm_broker() {
 # warm-up or the previous call (not in a subshell: it moves the mark).
 bench_jit_since() {
   local now
-  bench_stack_env
-  now=$(bench_jit_cpu_s "$(cat "$CHAT_STACK_DIR/run/kafka.pid")")
+  now=$(bench_jit_cpu_s "$(bench_broker_pid)")
   BENCH_JIT_USED=$(awk -v a="${BENCH_JIT_MARK:-0}" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
   BENCH_JIT_MARK=$now
 }
@@ -230,20 +233,28 @@ bench_stop_pid() {
 bench_tree_pids() {
   ps -o pid= -s "$1" 2>/dev/null | tr -s ' \n' ' '
 }
-# bench_sum_proc PID FILE AWK: the sum over a gateway's processes of what
-# AWK prints from /proc/<pid>/FILE.
-bench_sum_proc() {
-  local sum=0 p v
-  for p in $(bench_tree_pids "$1"); do
-    v=$(awk "$3" "/proc/$p/$2" 2>/dev/null || echo 0)
+# bench_sum_pids FILE AWK PID...: the sum over those processes of what AWK
+# prints from /proc/<pid>/FILE (0 for one that is gone).
+bench_sum_pids() {
+  local file=$1 prog=$2 sum=0 p v
+  shift 2
+  for p in "$@"; do
+    v=$(awk "$prog" "/proc/$p/$file" 2>/dev/null || echo 0)
     sum=$((sum + ${v:-0}))
   done
   echo "$sum"
+}
+# bench_sum_proc PID FILE AWK: the same over a gateway's processes.
+bench_sum_proc() {
+  # shellcheck disable=SC2046 # a list of pids
+  bench_sum_pids "$2" "$3" $(bench_tree_pids "$1")
 }
 # Resident memory of those processes together, KiB.
 bench_rss_kib() { bench_sum_proc "$1" status '/^VmRSS/ {print $2}'; }
 # CPU time of those processes together, clock ticks (utime + stime).
 bench_cpu_ticks() { bench_sum_proc "$1" stat '{print $14 + $15}'; }
+# CPU time of the processes PID..., clock ticks.
+bench_pid_ticks() { bench_sum_pids stat '{print $14 + $15}' "$@"; }
 # Kernel memory in sockets: TCP buffer pages (sockstat) and the slab caches
 # that hold socket structures, KiB.
 bench_kernel_sock_kib() {
