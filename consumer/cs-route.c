@@ -13,6 +13,7 @@
 #define USER_GW_MAX     32 /* distinct gateways one user is seen on */
 #define USERS_PER_CHUNK 256
 #define PAYLOAD_MAX     (64u << 20) /* far above a batch; a runaway guard */
+#define SENDS_MAX       (1u << 20)  /* deliveries recorded per batch: likewise */
 #define TIMEOUT_MS      1000
 #define BACKOFF_MIN_MS  100
 #define BACKOFF_MAX_MS  5000
@@ -27,6 +28,13 @@ typedef struct gw_s {
     char id[CHAT_NAME_MAX + 1];
     chat_buf_t payload;
 } gw_t;
+
+/* A frame for a user, recorded in order until the batch is published. */
+typedef struct send_s {
+    const user_t *u;
+    const char *exclude; /* "-" for none; the caller's, valid until publish */
+    size_t off, len;     /* in the frames given to cs_route_publish */
+} send_t;
 
 struct cs_route_s {
     char host[256];
@@ -45,6 +53,9 @@ struct cs_route_s {
 
     gw_t *gws; /* a handful per deployment: a linear search is fine */
     size_t n_gws, gws_cap;
+
+    send_t *sends;
+    size_t n_sends, sends_cap;
 };
 
 cs_route_t *cs_route_new(const char *host, int port, chat_error_t *err)
@@ -73,6 +84,7 @@ void cs_route_destroy(cs_route_t *route)
     for (size_t i = 0; i < route->gws_cap; i++)
         chat_buf_close(&route->gws[i].payload);
     free(route->gws);
+    free(route->sends);
     cs_map_destroy(route->users);
     free(route);
 }
@@ -84,6 +96,7 @@ void cs_route_begin(cs_route_t *route)
     for (size_t i = 0; i < route->n_gws; i++)
         chat_buf_reset(&route->gws[i].payload);
     route->n_gws = 0;
+    route->n_sends = 0;
 }
 
 int cs_route_want(cs_route_t *route, const char *user)
@@ -219,35 +232,58 @@ int cs_route_lookup(cs_route_t *route)
     return 0;
 }
 
-int cs_route_deliver(cs_route_t *route, const char *user, const char *exclude, const char *frame,
+int cs_route_deliver(cs_route_t *route, const char *user, const char *exclude, size_t off,
                      size_t len)
 {
-    user_t *u = cs_map_get(route->users, user);
+    const user_t *u = cs_map_get(route->users, user);
     if (u == NULL)
         return 0;
-    if (exclude == NULL || exclude[0] == '\0')
-        exclude = "-";
-    for (uint16_t k = 0; k < u->n_gw; k++) {
-        chat_buf_t *b = &route->gws[u->gw[k]].payload;
-        size_t mark = b->len;
-        int rc = chat_buf_append_str(b, u->name);
-        rc = rc ? rc : chat_buf_append(b, " ", 1);
-        rc = rc ? rc : chat_buf_append_str(b, exclude);
-        rc = rc ? rc : chat_buf_append(b, "\t", 1);
-        rc = rc ? rc : chat_buf_append(b, frame, len);
-        rc = rc ? rc : chat_buf_append(b, "\n", 1);
-        if (rc != 0) {
-            b->len = mark; /* never publish half a line */
-            return rc;
+    if (route->n_sends == route->sends_cap) {
+        size_t cap = route->sends_cap ? route->sends_cap * 2 : 1024;
+        if (cap > SENDS_MAX)
+            return CHAT_ETOOBIG;
+        send_t *sends = realloc(route->sends, cap * sizeof(*sends));
+        if (sends == NULL)
+            return CHAT_ENOMEM;
+        route->sends = sends;
+        route->sends_cap = cap;
+    }
+    route->sends[route->n_sends++] =
+        (send_t){u, exclude == NULL || exclude[0] == '\0' ? "-" : exclude, off, len};
+    return 0;
+}
+
+/* Appends every recorded frame to the payload of each gateway where its
+ * user is online (as cs_route_lookup found them). */
+static int build_payloads(cs_route_t *route, const char *frames)
+{
+    for (size_t i = 0; i < route->n_sends; i++) {
+        const send_t *d = &route->sends[i];
+        for (uint16_t k = 0; k < d->u->n_gw; k++) {
+            chat_buf_t *b = &route->gws[d->u->gw[k]].payload;
+            size_t mark = b->len;
+            int rc = chat_buf_append_str(b, d->u->name);
+            rc = rc ? rc : chat_buf_append(b, " ", 1);
+            rc = rc ? rc : chat_buf_append_str(b, d->exclude);
+            rc = rc ? rc : chat_buf_append(b, "\t", 1);
+            rc = rc ? rc : chat_buf_append(b, frames + d->off, d->len);
+            rc = rc ? rc : chat_buf_append(b, "\n", 1);
+            if (rc != 0) {
+                b->len = mark; /* never publish half a line */
+                return rc;
+            }
         }
     }
     return 0;
 }
 
-int cs_route_publish(cs_route_t *route, size_t *gateways)
+int cs_route_publish(cs_route_t *route, const char *frames, size_t *gateways)
 {
     size_t n = 0;
     *gateways = 0;
+    int rc = build_payloads(route, frames);
+    if (rc != 0)
+        return rc;
     for (size_t i = 0; i < route->n_gws; i++)
         n += route->gws[i].payload.len > 0;
     if (n == 0)

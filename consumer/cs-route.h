@@ -1,11 +1,17 @@
 /* Live delivery through Redis. For one batch: every recipient is named
- * (cs_route_want), their presence is read in one pipeline of HGETALLs
- * (cs_route_lookup), each frame is appended as a line to the payload of
- * every gateway where its recipient has a live connection
- * (cs_route_deliver), and each gateway gets ONE PUBLISH on "gw.<id>"
- * (cs_route_publish). Payload lines are docs/design.md's
+ * (cs_route_want), each frame is recorded for its recipients in order as
+ * the batch is applied (cs_route_deliver), and once the batch is stored
+ * their presence is read in one pipeline of HGETALLs (cs_route_lookup);
+ * then each frame is appended as a line to the payload of every gateway
+ * where its recipient has a live connection and each gateway gets ONE
+ * PUBLISH on "gw.<id>" (cs_route_publish). Payload lines are
+ * docs/design.md's
  *
  *   <user> <exclude-connection-or-'-'>\t<frame JSON>\n
+ *
+ * Presence is read after the write, not before: a connection that the
+ * lookup misses registered after it, so after the write, and its sync
+ * (which reads the store after registering) finds the event.
  *
  * The connection is synchronous (the consumer has one thread) with a short
  * timeout. While Redis is down every call fails fast with CHAT_EREDIS and a
@@ -34,20 +40,22 @@ void cs_route_begin(cs_route_t *route);
  * CHAT_ENOMEM. */
 int cs_route_want(cs_route_t *route, const char *user);
 
+/* Records frames[off..off + len) (the frames later given to
+ * cs_route_publish) for user, asking the gateway to skip connection exclude
+ * (NULL or "": none; kept until publish, not copied). A user that was not
+ * named costs nothing. Returns 0, CHAT_ETOOBIG or CHAT_ENOMEM. */
+int cs_route_deliver(cs_route_t *route, const char *user, const char *exclude, size_t off,
+                     size_t len);
+
 /* Reads the presence of every named recipient, skipping expired and
  * malformed entries. Returns 0, or CHAT_EREDIS (not connected, or the
  * connection failed; then nobody is known to be online). */
 int cs_route_lookup(cs_route_t *route);
 
-/* Appends frame[0..len) for user to the payload of each gateway where user
- * is online, asking the gateway to skip connection exclude (NULL or "": none).
- * A user that was not named or is offline costs nothing. Returns 0,
- * CHAT_ETOOBIG or CHAT_ENOMEM. */
-int cs_route_deliver(cs_route_t *route, const char *user, const char *exclude, const char *frame,
-                     size_t len);
-
-/* Publishes each gateway's payload once. Sets *gateways to how many were
- * published. Returns 0 or CHAT_EREDIS. */
-int cs_route_publish(cs_route_t *route, size_t *gateways);
+/* Builds each gateway's payload from the recorded frames (in frames) and
+ * the presence read by cs_route_lookup, and publishes each once. Sets
+ * *gateways to how many were published. Returns 0, CHAT_ETOOBIG or
+ * CHAT_ENOMEM (nothing published), or CHAT_EREDIS. */
+int cs_route_publish(cs_route_t *route, const char *frames, size_t *gateways);
 
 #endif
