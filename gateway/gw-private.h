@@ -129,6 +129,9 @@ struct gw_s {
     struct gw_presence_change_s *pres_ring;
     size_t pres_head, pres_len;
     int pres_inflight;
+    /* Syncs waiting for a store round (gw-sync.c), and rounds running. */
+    gw_sync_t *sync_head, *sync_tail;
+    int sync_rounds;
     char readbuf[65536];
 };
 
@@ -244,7 +247,6 @@ struct gw_job_s {
     int64_t n1, n2;
     int result; /* < 0 a CHAT_E* */
     int status; /* HTTP status */
-    gw_sync_t *sync;
     void *ptr;
     chat_buf_t in;
     chat_buf_t out;
@@ -270,12 +272,16 @@ int gw_store_member_cached(gw_t *gw, const char *conv, const char *user);
 /* Asks the store whether conn's user is in conv; blocks conn meanwhile,
  * then calls gw_frames_unblock. */
 int gw_store_check_member(gw_conn_t *conn, const char *conv);
+/* HTTP: creates (or returns) a conversation; responds on conn. */
+int gw_store_create_conversation(gw_conn_t *conn, const char *body, size_t len);
+
+/* gw-sync.c: syncs are read from the store in rounds that serve many
+ * connections at once. */
 /* Starts streaming a sync from the `have` object of a sync frame (taken). */
 int gw_store_sync_start(gw_conn_t *conn, void *have_json);
 /* Streams the next sync page when the previous one left the socket. */
 void gw_store_sync_next(gw_conn_t *conn);
+/* The connection closes: forgets its sync (a round holding it frees it). */
 void gw_store_sync_free(gw_conn_t *conn);
-/* HTTP: creates (or returns) a conversation; responds on conn. */
-int gw_store_create_conversation(gw_conn_t *conn, const char *body, size_t len);
 
 #endif
