@@ -11,8 +11,12 @@ consumer's indexes) and times, each as the median of several runs:
 * find one by _id (the gateway's membership check, a conversation load);
 * update one by _id with $max (the consumer's last_seq write, per
   conversation per batch), alone and as 32 in one ordered bulk;
-* find by conv with seq > n sorted by seq, limit 50, one batch (a sync page,
-  a history page);
+* find by conv with seq > n sorted by seq, limit 50, one batch (a history
+  page, and a sync page before syncs were read in rounds);
+* a sync round's page query for 64 connections (gateway/gw-sync.c):
+  {conv: {$in: the 64}, $or: [{conv, seq in (n, n + 51]} x 64]}, sorted by
+  conv and seq. With PROBE_SHAPES=1 a second line compares it with the $or
+  alone, the 64 clauses as 64 queries, and a read of the whole collection;
 * find by a non-_id field with limit 1 (a member lookup by user);
 * count by _id (an aggregation);
 * insert 100 documents in one ordered bulk.
@@ -21,6 +25,7 @@ Write concern majority, as the consumer uses. On MongoDB each of these is an
 index lookup whose cost does not grow with N.
 """
 
+import os
 import random
 import statistics
 import sys
@@ -51,7 +56,7 @@ def median_ms(fn, runs):
 
 
 print(f"store: {uri}  ({client.server_info().get('ferretdbVersion', 'MongoDB ' + client.server_info()['version'])})")
-print(f"{'N':>8} {'find _id':>9} {'upd _id':>8} {'32 upd':>8} {'sync pg':>8} {'by user':>8} {'count':>8} {'ins 100':>8}   (ms, median)")
+print(f"{'N':>8} {'find _id':>9} {'upd _id':>8} {'32 upd':>8} {'sync pg':>8} {'round 64':>9} {'by user':>8} {'count':>8} {'ins 100':>8}   (ms, median)")
 for n in sizes:
     coll = db.get_collection("probe", write_concern=WriteConcern(w="majority"))
     coll.drop()
@@ -73,9 +78,24 @@ for n in sizes:
     upd32 = median_ms(lambda: coll.bulk_write([UpdateOne({"_id": rid()}, {"$max": {"ts": 1}}) for _ in range(32)], ordered=True), max(3, runs // 3))
     sync = median_ms(lambda: db.command("find", "probe", filter={"conv": f"c{random.randrange(CONVS)}", "seq": {"$gt": 1}},
                                         sort={"seq": 1}, limit=50, singleBatch=True), runs)
+    def clauses(convs):
+        return [{"conv": f"c{c}", "seq": {"$gt": 1, "$lte": 52}} for c in convs]
+
+    def round64(with_in=True):
+        convs = random.sample(range(CONVS), 64)
+        f = {"conv": {"$in": [f"c{c}" for c in convs]}} if with_in else {}
+        f["$or"] = clauses(convs)
+        return list(coll.find(f, sort=[("conv", 1), ("seq", 1)]))
+
+    round_ms = median_ms(round64, runs)
+    if os.environ.get("PROBE_SHAPES") == "1":
+        alone = median_ms(lambda: round64(False), runs)
+        each = median_ms(lambda: [list(coll.find(c, sort=[("seq", 1)])) for c in clauses(random.sample(range(CONVS), 64))], max(1, runs // 3))
+        whole = median_ms(lambda: sum(1 for _ in coll.find({}, {"_id": 1})), runs)
+        print(f"{n:>8} round 64 {round_ms:.1f} ms; $or alone {alone:.1f}; 64 queries {each:.1f}; whole collection {whole:.1f}", flush=True)
     by_user = median_ms(lambda: db.command("find", "probe", filter={"from": f"u{random.randrange(CONVS)}a"}, limit=1, singleBatch=True), runs)
     count = median_ms(lambda: coll.count_documents({"_id": rid()}), runs)
     base = n
     ins = median_ms(lambda: coll.insert_many([doc(base + random.randrange(10**9) * 1000 + k, 10**6 + random.randrange(10**9)) for k in range(100)], ordered=True), max(3, runs // 3))
-    print(f"{n:>8} {find_id:>9.1f} {upd:>8.1f} {upd32:>8.1f} {sync:>8.1f} {by_user:>8.1f} {count:>8.1f} {ins:>8.1f}", flush=True)
+    print(f"{n:>8} {find_id:>9.1f} {upd:>8.1f} {upd32:>8.1f} {sync:>8.1f} {round_ms:>9.1f} {by_user:>8.1f} {count:>8.1f} {ins:>8.1f}", flush=True)
 coll.drop()
