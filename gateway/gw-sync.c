@@ -13,10 +13,11 @@
  *  2. one page of events for each sync: an $or with one clause per
  *     conversation it still has to read (up to SYNC_ROUND_CONVS each,
  *     SYNC_CLAUSES in all), {conv: X, seq: {$gt: have, $lte: have + page +
- *     1}}, sorted by conv then seq. Seqs are dense from 1, so that range
- *     holds the next page and one more row, which says whether the
- *     conversation goes on; fewer rows than the range means it ends there
- *     (or its remaining events are not stored yet, as with a limit);
+ *     1}}, after a conv $in of the same conversations (for FerretDB, see
+ *     round_pages), sorted by conv then seq. Seqs are dense from 1, so
+ *     that range holds the next page and one more row, which says whether
+ *     the conversation goes on; fewer rows than the range means it ends
+ *     there (or its remaining events are not stored yet, as with a limit);
  *  3. for the syncs that read their last conversation, the other members'
  *     receipt watermarks (members by conv $in, in chunks).
  *
@@ -25,8 +26,9 @@
  * the first row past its page, and where it stops is where its next round
  * starts. During a reconnect storm this asks the store three queries per
  * round instead of two plus one per conversation per connection: on MongoDB
- * fewer round trips through the pool's threads; on FerretDB, which scans a
- * collection for any of these queries, one scan for a whole round. */
+ * fewer round trips through the pool's threads; on FerretDB, which reads a
+ * whole collection for any of these queries, one read for a whole round
+ * (docs/design.md, "Sync in rounds"). */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
