@@ -8,25 +8,28 @@
 #   BENCH_DIR          where the stack, logs and results go (default /tmp/chat-bench)
 #   BENCH_BUILD_DIR    release build used (default <repo>/build-bench; configured
 #                      and built if missing)
-#   BENCH_KAFKA_PORT, BENCH_REDIS_PORT, BENCH_MONGO_PORT   (39092, 36379, 37018)
-#   BENCH_GW_PORT      first gateway port; the second is +1 (38081)
+#   BENCH_KAFKA_PORT, BENCH_REDIS_PORT, BENCH_MONGO_PORT   (29192, 26479, 27128)
+#   BENCH_GW_PORT      first gateway port; the second is +1 (28081)
+#                      Every default is below the kernel's ephemeral range
+#                      (32768-60999): a port in it can be taken by any
+#                      outgoing connection, and a gateway then fails to bind.
 #   BENCH_KEEP_STACK=1 leave the stack running at the end
 #   BENCH_WARM_S       longest broker warm-up after the stack starts (default
 #                      120; 0 skips it): bench_warm_broker
 #   BENCH_STORE        FerretDB's backend: sqlite (default, as the tests and the
 #                      dev stack) or postgresql (a private PostgreSQL cluster on
-#                      BENCH_PG_PORT, default 35432; scripts/stack.sh)
+#                      BENCH_PG_PORT, default 26128; scripts/stack.sh)
 set -euo pipefail
 
 BENCH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/tmp/chat-bench}
 BENCH_BUILD=${BENCH_BUILD_DIR:-$BENCH_REPO/build-bench}
-BENCH_KAFKA_PORT=${BENCH_KAFKA_PORT:-39092}
-BENCH_REDIS_PORT=${BENCH_REDIS_PORT:-36379}
-BENCH_MONGO_PORT=${BENCH_MONGO_PORT:-37018}
-BENCH_GW_PORT=${BENCH_GW_PORT:-38081}
+BENCH_KAFKA_PORT=${BENCH_KAFKA_PORT:-29192}
+BENCH_REDIS_PORT=${BENCH_REDIS_PORT:-26479}
+BENCH_MONGO_PORT=${BENCH_MONGO_PORT:-27128}
+BENCH_GW_PORT=${BENCH_GW_PORT:-28081}
 BENCH_STORE=${BENCH_STORE:-sqlite}
-BENCH_PG_PORT=${BENCH_PG_PORT:-35432}
+BENCH_PG_PORT=${BENCH_PG_PORT:-26128}
 BENCH_BROKERS=127.0.0.1:$BENCH_KAFKA_PORT
 BENCH_SECRET=bench-secret-0123456789abcdef0123
 BENCH_RESULTS=$BENCH_DIR/results

@@ -34,7 +34,7 @@ import time
 import pymongo
 from pymongo import UpdateOne, WriteConcern
 
-uri = sys.argv[1] if len(sys.argv) > 1 else "mongodb://127.0.0.1:37018/probe"
+uri = sys.argv[1] if len(sys.argv) > 1 else "mongodb://127.0.0.1:27128/probe"
 sizes = [int(x) for x in sys.argv[2:]] or [1000, 10000, 100000]
 client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10000)
 db = client.get_default_database("probe")
