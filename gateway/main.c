@@ -156,8 +156,8 @@ static int run(gw_config_t *cfg, const char *id)
         usleep(10000);
     }
     /* Store work that has not found a thread by now is not started: behind
-     * a slow store the queue (a storm's syncs) could hold the stop for
-     * minutes. What runs is waited for below. */
+     * a slow store the queue (membership checks, HTTP reads, sync rounds)
+     * could hold the stop for minutes. What runs is waited for below. */
     if (gw->jobs > 0) {
         int cancelled = gw_store_cancel_queued(gw);
         CHAT_INFO("gateway %s: stopping: %d queued store jobs cancelled, %d still running", gw->id,
