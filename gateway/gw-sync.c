@@ -49,8 +49,8 @@
 enum { SYNC_IDLE, SYNC_WAITING, SYNC_RUNNING };
 
 struct gw_sync_s {
-    gw_sync_t *prev, *next; /* on the gateway's queue, or in a round */
-    uint64_t serial;        /* the connection */
+    gw_sync_t *next; /* on the gateway's queue, or in a round */
+    uint64_t serial; /* the connection */
     char user[CHAT_NAME_MAX + 1];
     json_t *have; /* the client's {conv: seq} */
     char **convs; /* the user's conversations, sorted; loaded by the first round */
@@ -62,7 +62,7 @@ struct gw_sync_s {
     int where;      /* SYNC_IDLE, SYNC_WAITING or SYNC_RUNNING */
     int loaded;
     int done;
-    int orphan; /* the connection closed while a round held the sync */
+    int orphan; /* the connection closed while the sync waited or ran */
     /* The current round, on its thread: */
     size_t c0, c1;  /* its clauses */
     size_t at;      /* the clause rows are being taken from */
@@ -529,6 +529,18 @@ static void deliver(gw_t *gw, gw_sync_t *s, int result, const char *why)
         gw_store_sync_next(conn);
 }
 
+/* Hands each sync of a round's list its outcome. */
+static void deliver_all(gw_t *gw, gw_sync_t *list, int result, const char *why)
+{
+    gw_sync_t *next;
+    for (gw_sync_t *s = list; s != NULL; s = next) {
+        next = s->next;
+        s->next = NULL;
+        s->where = SYNC_IDLE;
+        deliver(gw, s, result, why);
+    }
+}
+
 static void kick(gw_t *gw);
 
 static void round_done(gw_job_t *job)
@@ -537,13 +549,7 @@ static void round_done(gw_job_t *job)
     round_t *r = job->ptr;
     gw->sync_rounds--;
     gw->metrics.sync_rounds++;
-    gw_sync_t *next;
-    for (gw_sync_t *s = r->syncs; s != NULL; s = next) {
-        next = s->next;
-        s->next = NULL;
-        s->where = SYNC_IDLE;
-        deliver(gw, s, job->result, job->err.message);
-    }
+    deliver_all(gw, r->syncs, job->result, job->err.message);
     kick(gw);
 }
 
@@ -551,20 +557,29 @@ static void round_done(gw_job_t *job)
 static void kick(gw_t *gw)
 {
     while (gw->sync_rounds < SYNC_ROUNDS && gw->sync_head != NULL) {
+        /* Up to SYNC_BATCH from the head; a sync whose connection closed
+         * while it waited is freed here. */
+        gw_sync_t *taken = NULL, **end = &taken;
+        for (size_t n = 0; n < SYNC_BATCH && gw->sync_head != NULL;) {
+            gw_sync_t *s = gw->sync_head;
+            gw->sync_head = s->next;
+            s->next = NULL;
+            if (s->orphan) {
+                sync_destroy(s);
+                continue;
+            }
+            s->where = SYNC_RUNNING;
+            gw->metrics.sync_waiting--;
+            *end = s;
+            end = &s->next;
+            n++;
+        }
+        if (gw->sync_head == NULL)
+            gw->sync_tail = NULL;
+        if (taken == NULL)
+            return;
         gw_job_t *job = gw_job_new_for(gw, round_work, round_done);
         round_t *r = job != NULL ? calloc(1, sizeof(*r)) : NULL;
-        gw_sync_t *taken = gw->sync_head, *tail = NULL;
-        for (size_t n = 0; n < SYNC_BATCH && gw->sync_head != NULL; n++) {
-            tail = gw->sync_head;
-            tail->where = SYNC_RUNNING;
-            gw->sync_head = tail->next;
-            gw->metrics.sync_waiting--;
-        }
-        if (gw->sync_head != NULL)
-            gw->sync_head->prev = NULL;
-        else
-            gw->sync_tail = NULL;
-        tail->next = NULL;
         int rc = CHAT_ENOMEM;
         if (r != NULL) {
             r->job = job;
@@ -577,15 +592,8 @@ static void kick(gw_t *gw)
         } else if (job != NULL) {
             gw_job_free(job);
         }
-        if (rc == 0)
-            continue;
-        gw_sync_t *next;
-        for (gw_sync_t *s = taken; s != NULL; s = next) {
-            next = s->next;
-            s->next = NULL;
-            s->where = SYNC_IDLE;
-            deliver(gw, s, CHAT_EAGAIN, "sync could not continue");
-        }
+        if (rc != 0)
+            deliver_all(gw, taken, CHAT_EAGAIN, "sync could not continue");
     }
 }
 
@@ -613,7 +621,6 @@ void gw_store_sync_next(gw_conn_t *conn)
         return;
     s->where = SYNC_WAITING;
     s->next = NULL;
-    s->prev = gw->sync_tail;
     if (gw->sync_tail != NULL)
         gw->sync_tail->next = s;
     else
@@ -625,28 +632,17 @@ void gw_store_sync_next(gw_conn_t *conn)
 
 void gw_store_sync_free(gw_conn_t *conn)
 {
-    gw_t *gw = conn->gw;
     gw_sync_t *s = conn->sync;
     if (s == NULL)
         return;
     conn->sync = NULL;
-    switch (s->where) {
-    case SYNC_RUNNING:
-        s->orphan = 1; /* the round's completion frees it */
+    if (s->where == SYNC_IDLE) {
+        sync_destroy(s);
         return;
-    case SYNC_WAITING:
-        if (s->prev != NULL)
-            s->prev->next = s->next;
-        else
-            gw->sync_head = s->next;
-        if (s->next != NULL)
-            s->next->prev = s->prev;
-        else
-            gw->sync_tail = s->prev;
-        gw->metrics.sync_waiting--;
-        break;
-    default:
-        break;
     }
-    sync_destroy(s);
+    /* Freed when kick reaches it in the queue, or by its round. A queue
+     * holds syncs only while rounds run, and each round's end kicks. */
+    if (s->where == SYNC_WAITING)
+        conn->gw->metrics.sync_waiting--;
+    s->orphan = 1;
 }

@@ -7,8 +7,9 @@ members' receipt watermarks, and nothing of anyone else's.
 A gateway of this test reaches the test stack's FerretDB through a TCP relay
 that can hold the bytes going to it. While the store is held, the first two
 sync frames start the two rounds that may run at once (one sync each) and
-the rest wait for a round (`sync_waiting`); once released, the waiting ones
-go to the store together, so at least one round serves several syncs.
+the rest wait for a round (`sync_waiting`; one of them is dropped when its
+connection closes); once released, the waiting ones go to the store
+together, so at least one round serves several syncs.
 Nothing depends on timing: the test waits for counters, each within a
 bound."""
 
@@ -81,12 +82,20 @@ def test_syncs_served_together(live, gateways, name):
                 socks.append(await ChatSocket.connect(gx.ws, live.token(who), validator=live.server_validator, label=f"s{i}-{who}"))
             c.sockets.extend(socks)
 
+            # One more, whose connection closes while its sync waits: the
+            # queue forgets it, and the rounds go on without it.
+            gone = await ChatSocket.connect(gx.ws, live.token(u[4]), label="gone")
+            c.sockets.append(gone)
+
             pages, rounds = metric(gx.http, "sync_pages"), metric(gx.http, "sync_rounds")
             relay.hold()
             starts = [len(s.frames) for s in socks]
             for s, (_, have) in zip(socks, plan):
                 await s.send({"t": "sync", "have": have})
-            await wait_until(lambda: metric(gx.http, "sync_waiting") == len(plan) - 2, what="all but two syncs waiting for a round")
+            await gone.send({"t": "sync", "have": {}})
+            await wait_until(lambda: metric(gx.http, "sync_waiting") == len(plan) - 1, what="all but two syncs waiting for a round")
+            await gone.close()
+            await wait_until(lambda: metric(gx.http, "sync_waiting") == len(plan) - 2, what="the closed connection's sync no longer waiting")
             relay.release()
 
             for s, start, (who, have) in zip(socks, starts, plan):
