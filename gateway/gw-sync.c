@@ -10,14 +10,14 @@
  *
  *  1. the conversations of the users whose sync starts (members by user
  *     $in), sorted per sync;
- *  2. one page of events for each sync: an $or with one clause per
- *     conversation it still has to read (up to SYNC_ROUND_CONVS each,
- *     SYNC_CLAUSES in all), {conv: X, seq: {$gt: have, $lte: have + page +
- *     1}}, after a conv $in of the same conversations (for FerretDB, see
- *     round_pages), sorted by conv then seq. Seqs are dense from 1, so
- *     that range holds the next page and one more row, which says whether
- *     the conversation goes on; fewer rows than the range means it ends
- *     there (or its remaining events are not stored yet, as with a limit);
+ *  2. one page of events for each sync: for each conversation it still
+ *     has to read (up to SYNC_ROUND_CONVS each, SYNC_CLAUSES in all), the
+ *     range {seq: {$gt: have, $lte: have + page + 1}}, the ranges that
+ *     start alike asked together as one band of an $or (round_filter),
+ *     sorted by conv then seq. Seqs are dense from 1, so that range holds
+ *     the next page and one more row, which says whether the conversation
+ *     goes on; fewer rows than the range means it ends there (or its
+ *     remaining events are not stored yet, as with a limit);
  *  3. for the syncs that read their last conversation, the other members'
  *     receipt watermarks (members by conv $in, in chunks).
  *
@@ -39,11 +39,11 @@
 #include "chat-mongo.h"
 #include "gw-private.h"
 
-#define SYNC_ROUNDS      2   /* rounds running at once */
-#define SYNC_BATCH       64  /* syncs served by one round */
-#define SYNC_ROUND_CONVS 16  /* conversations one sync asks for in a round */
-#define SYNC_CLAUSES     256 /* conversations a round asks for, in all */
-#define RECEIPT_CONVS    512 /* conversations per receipts query */
+#define SYNC_ROUNDS      2    /* rounds running at once */
+#define SYNC_BATCH       1024 /* syncs served by one round */
+#define SYNC_ROUND_CONVS 16   /* conversations one sync asks for in a round */
+#define SYNC_CLAUSES     4096 /* conversations a round asks for, in all */
+#define RECEIPT_CONVS    1024 /* conversations per receipts query */
 #define SYNC_OUT_MAX     (4 << 20)
 
 enum { SYNC_IDLE, SYNC_WAITING, SYNC_RUNNING };
@@ -54,7 +54,7 @@ struct gw_sync_s {
     char user[CHAT_NAME_MAX + 1];
     json_t *have; /* the client's {conv: seq} */
     char **convs; /* the user's conversations, sorted; loaded by the first round */
-    size_t nconvs;
+    size_t nconvs, cap;
     size_t idx;     /* the conversation being read */
     int64_t cursor; /* last seq read in it */
     uint64_t count;
@@ -84,11 +84,26 @@ typedef struct by_conv_s {
     size_t k;
 } by_conv_t;
 
+/* A clause by where it starts, for grouping clauses into bands. */
+typedef struct by_lo_s {
+    int64_t lo;
+    size_t k;
+} by_lo_t;
+
+/* A sync by a name: its user, or a conversation it reads. */
+typedef struct named_s {
+    const char *name;
+    gw_sync_t *s;
+} named_t;
+
 typedef struct round_s {
     gw_job_t *job;
     gw_sync_t *syncs;
     clause_t cl[SYNC_CLAUSES];
     by_conv_t order[SYNC_CLAUSES]; /* sorted by conversation */
+    by_lo_t by_lo[SYNC_CLAUSES];   /* the clauses by where they start */
+    const char *names[SYNC_CLAUSES > SYNC_BATCH ? SYNC_CLAUSES : SYNC_BATCH];
+    named_t by_user[SYNC_BATCH]; /* the syncs that start, by user */
     size_t ncl;
     chat_buf_t frame;
 } round_t;
@@ -179,10 +194,24 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Finds conv in a sorted array of n strings. */
-static int has_conv(char *const *convs, size_t n, const char *conv)
+/* The first of n elements sorted by name (a string, their first member)
+ * whose name is not less than key; n if none. */
+static size_t first_of(const void *base, size_t n, size_t size, const char *key)
 {
-    return n > 0 && bsearch(&conv, convs, n, sizeof(*convs), cmp_str) != NULL;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(*(const char *const *)((const char *)base + mid * size), key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static int cmp_named(const void *a, const void *b)
+{
+    return strcmp(((const named_t *)a)->name, ((const named_t *)b)->name);
 }
 
 /* Appends `key: {$in: [...]}` naming strs[0..n). */
@@ -214,45 +243,43 @@ static int cursor_end(gw_job_t *job, mongoc_cursor_t *cur, const char *what, int
 static int round_convs(round_t *r, mongoc_client_t *client)
 {
     gw_job_t *job = r->job;
-    const char *users[SYNC_BATCH];
-    size_t n = 0;
+    size_t n = 0, nu = 0;
     int rc = 0;
     for (gw_sync_t *s = r->syncs; s != NULL; s = s->next) {
-        if (s->loaded)
-            continue;
-        int seen = 0; /* a user's devices syncing together: named once */
-        for (size_t i = 0; i < n && !seen; i++)
-            seen = strcmp(users[i], s->user) == 0;
-        if (!seen)
-            users[n++] = s->user;
+        if (!s->loaded)
+            r->by_user[n++] = (named_t){s->user, s};
     }
     if (n == 0)
         return 0;
+    qsort(r->by_user, n, sizeof(r->by_user[0]), cmp_named);
+    for (size_t i = 0; i < n; i++) {
+        /* A user's devices syncing together: named once. */
+        if (nu == 0 || strcmp(r->names[nu - 1], r->by_user[i].name) != 0)
+            r->names[nu++] = r->by_user[i].name;
+    }
     bson_t filter = BSON_INITIALIZER;
-    append_in(&filter, "user", users, n);
+    append_in(&filter, "user", r->names, nu);
     bson_t *opts = BCON_NEW("projection", "{", "user", BCON_INT32(1), "conv", BCON_INT32(1), "}");
     mongoc_collection_t *coll = mongoc_client_get_collection(client, job->gw->db, "members");
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
     const bson_t *doc;
-    size_t caps[SYNC_BATCH] = {0};
     while (rc == 0 && mongoc_cursor_next(cur, &doc)) {
         const char *user = utf8_field(doc, "user", NULL);
         const char *conv = utf8_field(doc, "conv", NULL);
         if (user == NULL || conv == NULL)
             continue;
-        size_t k = 0;
-        for (gw_sync_t *s = r->syncs; s != NULL && rc == 0; s = s->next, k++) {
-            if (s->loaded || strcmp(s->user, user) != 0)
-                continue;
-            if (s->nconvs == caps[k]) {
-                size_t cap = caps[k] ? caps[k] * 2 : 16;
+        for (size_t i = first_of(r->by_user, n, sizeof(r->by_user[0]), user);
+             i < n && rc == 0 && strcmp(r->by_user[i].name, user) == 0; i++) {
+            gw_sync_t *s = r->by_user[i].s;
+            if (s->nconvs == s->cap) {
+                size_t cap = s->cap ? s->cap * 2 : 16;
                 char **p = realloc(s->convs, cap * sizeof(*p));
                 if (p == NULL) {
                     rc = chat_error_set(&job->err, CHAT_ENOMEM, "sync: out of memory");
                     break;
                 }
                 s->convs = p;
-                caps[k] = cap;
+                s->cap = cap;
             }
             if ((s->convs[s->nconvs] = strdup(conv)) == NULL)
                 rc = chat_error_set(&job->err, CHAT_ENOMEM, "sync: out of memory");
@@ -312,6 +339,61 @@ static void take(round_t *r, size_t k, int64_t seq, const bson_t *doc, int *buil
     s->last = seq;
 }
 
+static int cmp_by_lo(const void *a, const void *b)
+{
+    const by_lo_t *x = a, *y = b;
+    return (x->lo > y->lo) - (x->lo < y->lo);
+}
+
+/* The round's page query: {$or: [band, ...]}, each band
+ * {seq: {$gt: L, $lte: H}, conv: {$in: [...]}} for the clauses that start
+ * within a page of the band's first (L, the lowest start; H, the highest
+ * end). A conversation's rows in its band are at most twice its own range,
+ * and the rows outside that range are dropped as they arrive.
+ *
+ * During a storm most clauses start alike, so a round is one or a few
+ * bands however many syncs it serves. On MongoDB each band is a range of
+ * the {conv, seq} index per conversation. FerretDB evaluates filters in Go,
+ * key by key, after reading the whole collection: a band rejects a row at
+ * its seq range before its $in, and a round's cost is one read of the
+ * collection plus a $in per row, where one $or clause per conversation
+ * cost each matching row a pass over all the clauses (a round of 1,024 at
+ * 100,000 messages: 17 s in bands, 264 s as clauses; bench/store-probe.py). */
+static void round_filter(round_t *r, int64_t page, bson_t *filter)
+{
+    bson_t ors, band, range;
+    char key[24];
+    size_t nb = 0;
+    for (size_t i = 0; i < r->ncl; i++)
+        r->by_lo[i] = (by_lo_t){r->cl[i].lo, i};
+    qsort(r->by_lo, r->ncl, sizeof(r->by_lo[0]), cmp_by_lo);
+    BSON_APPEND_ARRAY_BEGIN(filter, "$or", &ors);
+    for (size_t i = 0, j; i < r->ncl; i = j) {
+        int64_t lo = r->by_lo[i].lo, hi = lo;
+        size_t n = 0;
+        for (j = i; j < r->ncl && (uint64_t)r->by_lo[j].lo - (uint64_t)lo <= (uint64_t)page; j++) {
+            const clause_t *c = &r->cl[r->by_lo[j].k];
+            hi = c->hi > hi ? c->hi : hi;
+            r->names[n++] = c->s->convs[c->j];
+        }
+        qsort(r->names, n, sizeof(r->names[0]), cmp_str);
+        size_t u = 0;
+        for (size_t k = 0; k < n; k++) {
+            if (u == 0 || strcmp(r->names[u - 1], r->names[k]) != 0)
+                r->names[u++] = r->names[k];
+        }
+        snprintf(key, sizeof(key), "%zu", nb++);
+        BSON_APPEND_DOCUMENT_BEGIN(&ors, key, &band);
+        BSON_APPEND_DOCUMENT_BEGIN(&band, "seq", &range);
+        BSON_APPEND_INT64(&range, "$gt", lo);
+        BSON_APPEND_INT64(&range, "$lte", hi);
+        bson_append_document_end(&band, &range);
+        append_in(&band, "conv", r->names, u);
+        bson_append_document_end(&ors, &band);
+    }
+    bson_append_array_end(filter, &ors);
+}
+
 /* 2. One page for every sync of the round that has conversations left. */
 static int round_pages(round_t *r, mongoc_client_t *client)
 {
@@ -335,34 +417,9 @@ static int round_pages(round_t *r, mongoc_client_t *client)
         s->c1 = r->ncl;
     }
     if (r->ncl > 0) {
-        /* conv $in before the $or, though it adds nothing to what
-         * matches: FerretDB evaluates a filter in Go, key by key, and
-         * rejects most documents at a 64-way $in for a sixth of what it
-         * pays for a 64-clause $or (bench/store-probe.py). On MongoDB each
-         * $or clause is a range of the {conv, seq} index. */
-        const char *distinct[SYNC_CLAUSES];
-        size_t nd = 0;
+        bson_t filter = BSON_INITIALIZER;
+        round_filter(r, page, &filter);
         qsort(r->order, r->ncl, sizeof(r->order[0]), cmp_by_conv);
-        for (size_t i = 0; i < r->ncl; i++) {
-            if (nd == 0 || strcmp(distinct[nd - 1], r->order[i].conv) != 0)
-                distinct[nd++] = r->order[i].conv;
-        }
-        bson_t filter = BSON_INITIALIZER, ors, clause, range;
-        char k[24];
-        append_in(&filter, "conv", distinct, nd);
-        BSON_APPEND_ARRAY_BEGIN(&filter, "$or", &ors);
-        for (size_t i = 0; i < r->ncl; i++) {
-            const clause_t *c = &r->cl[i];
-            snprintf(k, sizeof(k), "%zu", i);
-            BSON_APPEND_DOCUMENT_BEGIN(&ors, k, &clause);
-            BSON_APPEND_UTF8(&clause, "conv", c->s->convs[c->j]);
-            BSON_APPEND_DOCUMENT_BEGIN(&clause, "seq", &range);
-            BSON_APPEND_INT64(&range, "$gt", c->lo);
-            BSON_APPEND_INT64(&range, "$lte", c->hi);
-            bson_append_document_end(&clause, &range);
-            bson_append_document_end(&ors, &clause);
-        }
-        bson_append_array_end(&filter, &ors);
         bson_t *opts = BCON_NEW("sort", "{", "conv", BCON_INT32(1), "seq", BCON_INT32(1), "}");
 
         mongoc_collection_t *coll = mongoc_client_get_collection(client, job->gw->db, "messages");
@@ -373,18 +430,12 @@ static int round_pages(round_t *r, mongoc_client_t *client)
             int64_t seq = int_field(doc, "seq");
             if (conv == NULL)
                 continue;
-            /* The clauses of conv: a binary search, then each of them (two
-             * members of one conversation may sync in the same round). */
-            size_t lo = 0, hi = r->ncl;
-            while (lo < hi) {
-                size_t mid = (lo + hi) / 2;
-                if (strcmp(r->order[mid].conv, conv) < 0)
-                    lo = mid + 1;
-                else
-                    hi = mid;
-            }
+            /* The clauses of conv (two members of one conversation may sync
+             * in the same round); a band may bring rows outside a clause's
+             * range, which no sync takes. */
             int built = 0;
-            for (size_t i = lo; i < r->ncl && strcmp(r->order[i].conv, conv) == 0; i++) {
+            for (size_t i = first_of(r->order, r->ncl, sizeof(r->order[0]), conv);
+                 i < r->ncl && strcmp(r->order[i].conv, conv) == 0; i++) {
                 const clause_t *c = &r->cl[r->order[i].k];
                 if (seq > c->lo && seq <= c->hi)
                     take(r, r->order[i].k, seq, doc, &built);
@@ -436,19 +487,25 @@ static int round_receipts(round_t *r, mongoc_client_t *client)
         n += s->done ? s->nconvs : 0;
     if (n == 0)
         return 0;
+    /* Each (conversation, sync) pair by conversation, and the distinct
+     * conversations for the query. */
+    named_t *pairs = malloc(n * sizeof(*pairs));
     const char **convs = malloc(n * sizeof(*convs));
-    if (convs == NULL)
+    if (pairs == NULL || convs == NULL) {
+        free(pairs);
+        free(convs);
         return chat_error_set(&job->err, CHAT_ENOMEM, "sync: out of memory");
+    }
     n = 0;
     for (gw_sync_t *s = r->syncs; s != NULL; s = s->next) {
         for (size_t i = 0; s->done && i < s->nconvs; i++)
-            convs[n++] = s->convs[i];
+            pairs[n++] = (named_t){s->convs[i], s};
     }
-    qsort(convs, n, sizeof(*convs), cmp_str);
+    qsort(pairs, n, sizeof(*pairs), cmp_named);
     size_t u = 0;
     for (size_t i = 0; i < n; i++) {
-        if (u == 0 || strcmp(convs[u - 1], convs[i]) != 0)
-            convs[u++] = convs[i];
+        if (u == 0 || strcmp(convs[u - 1], pairs[i].name) != 0)
+            convs[u++] = pairs[i].name;
     }
     mongoc_collection_t *coll = mongoc_client_get_collection(client, job->gw->db, "members");
     int rc = 0;
@@ -463,15 +520,17 @@ static int round_receipts(round_t *r, mongoc_client_t *client)
             const char *user = utf8_field(doc, "user", NULL);
             if (conv == NULL || user == NULL)
                 continue;
-            for (gw_sync_t *s = r->syncs; s != NULL; s = s->next) {
-                if (s->done && strcmp(s->user, user) != 0 && has_conv(s->convs, s->nconvs, conv))
-                    receipt_frames(r, s, doc);
+            for (size_t i = first_of(pairs, n, sizeof(*pairs), conv);
+                 i < n && strcmp(pairs[i].name, conv) == 0; i++) {
+                if (strcmp(pairs[i].s->user, user) != 0)
+                    receipt_frames(r, pairs[i].s, doc);
             }
         }
         rc = cursor_end(job, cur, "sync: receipts", rc);
         bson_destroy(&filter);
     }
     mongoc_collection_destroy(coll);
+    free(pairs);
     free(convs);
     return rc;
 }
