@@ -13,10 +13,16 @@ consumer's indexes) and times, each as the median of several runs:
   conversation per batch), alone and as 32 in one ordered bulk;
 * find by conv with seq > n sorted by seq, limit 50, one batch (a history
   page, and a sync page before syncs were read in rounds);
-* a sync round's page query for 64 connections (gateway/gw-sync.c):
-  {conv: {$in: the 64}, $or: [{conv, seq in (n, n + 51]} x 64]}, sorted by
-  conv and seq. With PROBE_SHAPES=1 a second line compares it with the $or
-  alone, the 64 clauses as 64 queries, and a read of the whole collection;
+* a sync round's page query for 64 connections (gateway/gw-sync.c): the
+  64 ranges start alike, so one band {$or: [{seq: (n, n + 51], conv: {$in:
+  the 64}}]}, sorted by conv and seq. With PROBE_SHAPES=1 a second line
+  compares it with its worst case, a band per connection (no two ranges
+  start within a page of each other), the shape rounds had before (one
+  $or clause per conversation, {conv, seq in (n, n + 51]}, after a conv
+  $in), that $or alone, the clauses as as many queries, and a read of the
+  whole collection;
+  PROBE_ROUND=K times rounds of K connections instead of 64 (with
+  PROBE_CONVS conversations, default 1000, at least K);
 * find by a non-_id field with limit 1 (a member lookup by user);
 * count by _id (an aggregation);
 * insert 100 documents in one ordered bulk.
@@ -38,7 +44,8 @@ uri = sys.argv[1] if len(sys.argv) > 1 else "mongodb://127.0.0.1:27128/probe"
 sizes = [int(x) for x in sys.argv[2:]] or [1000, 10000, 100000]
 client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10000)
 db = client.get_default_database("probe")
-CONVS = 1000
+ROUND = int(os.environ.get("PROBE_ROUND", "64"))
+CONVS = max(int(os.environ.get("PROBE_CONVS", "1000")), ROUND)
 
 
 def doc(i, seq):
@@ -56,7 +63,7 @@ def median_ms(fn, runs):
 
 
 print(f"store: {uri}  ({client.server_info().get('ferretdbVersion', 'MongoDB ' + client.server_info()['version'])})")
-print(f"{'N':>8} {'find _id':>9} {'upd _id':>8} {'32 upd':>8} {'sync pg':>8} {'round 64':>9} {'by user':>8} {'count':>8} {'ins 100':>8}   (ms, median)")
+print(f"{'N':>8} {'find _id':>9} {'upd _id':>8} {'32 upd':>8} {'sync pg':>8} {f'round {ROUND}':>10} {'by user':>8} {'count':>8} {'ins 100':>8}   (ms, median)")
 for n in sizes:
     coll = db.get_collection("probe", write_concern=WriteConcern(w="majority"))
     coll.drop()
@@ -81,21 +88,31 @@ for n in sizes:
     def clauses(convs):
         return [{"conv": f"c{c}", "seq": {"$gt": 1, "$lte": 52}} for c in convs]
 
-    def round64(with_in=True):
-        convs = random.sample(range(CONVS), 64)
-        f = {"conv": {"$in": [f"c{c}" for c in convs]}} if with_in else {}
-        f["$or"] = clauses(convs)
+    def band(convs):
+        return {"$or": [{"seq": {"$gt": 1, "$lte": 52}, "conv": {"$in": [f"c{c}" for c in convs]}}]}
+
+    def round_query(shape="band"):
+        convs = random.sample(range(CONVS), ROUND)
+        if shape == "band":
+            f = band(convs)
+        elif shape == "apart":  # no two ranges start alike: a band each
+            f = {"$or": [{"seq": {"$gt": 52 * i, "$lte": 52 * i + 52}, "conv": {"$in": [f"c{c}"]}} for i, c in enumerate(convs)]}
+        else:
+            f = {"conv": {"$in": [f"c{c}" for c in convs]}} if shape == "in+or" else {}
+            f["$or"] = clauses(convs)
         return list(coll.find(f, sort=[("conv", 1), ("seq", 1)]))
 
-    round_ms = median_ms(round64, runs)
+    round_ms = median_ms(round_query, runs)
     if os.environ.get("PROBE_SHAPES") == "1":
-        alone = median_ms(lambda: round64(False), runs)
-        each = median_ms(lambda: [list(coll.find(c, sort=[("seq", 1)])) for c in clauses(random.sample(range(CONVS), 64))], max(1, runs // 3))
+        apart = median_ms(lambda: round_query("apart"), runs)
+        in_or = median_ms(lambda: round_query("in+or"), runs)
+        alone = median_ms(lambda: round_query("or"), runs)
+        each = median_ms(lambda: [list(coll.find(c, sort=[("seq", 1)])) for c in clauses(random.sample(range(CONVS), ROUND))], max(1, runs // 3))
         whole = median_ms(lambda: sum(1 for _ in coll.find({}, {"_id": 1})), runs)
-        print(f"{n:>8} round 64 {round_ms:.1f} ms; $or alone {alone:.1f}; 64 queries {each:.1f}; whole collection {whole:.1f}", flush=True)
+        print(f"{n:>8} round {ROUND}: band {round_ms:.1f} ms; a band each {apart:.1f}; clauses after $in {in_or:.1f}; $or alone {alone:.1f}; {ROUND} queries {each:.1f}; whole collection {whole:.1f}", flush=True)
     by_user = median_ms(lambda: db.command("find", "probe", filter={"from": f"u{random.randrange(CONVS)}a"}, limit=1, singleBatch=True), runs)
     count = median_ms(lambda: coll.count_documents({"_id": rid()}), runs)
     base = n
     ins = median_ms(lambda: coll.insert_many([doc(base + random.randrange(10**9) * 1000 + k, 10**6 + random.randrange(10**9)) for k in range(100)], ordered=True), max(3, runs // 3))
-    print(f"{n:>8} {find_id:>9.1f} {upd:>8.1f} {upd32:>8.1f} {sync:>8.1f} {round_ms:>9.1f} {by_user:>8.1f} {count:>8.1f} {ins:>8.1f}", flush=True)
+    print(f"{n:>8} {find_id:>9.1f} {upd:>8.1f} {upd32:>8.1f} {sync:>8.1f} {round_ms:>10.1f} {by_user:>8.1f} {count:>8.1f} {ins:>8.1f}", flush=True)
 coll.drop()

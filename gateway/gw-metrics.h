@@ -24,7 +24,7 @@
     XX(slow_closes, counter, "connections closed for a full outbound queue")                       \
     XX(idle_closes, counter, "connections closed for silence")                                     \
     XX(sync_pages, counter, "sync pages streamed")                                                 \
-    XX(sync_rounds, counter, "sync store rounds (each serves up to 64 syncs)")                     \
+    XX(sync_rounds, counter, "sync store rounds (each serves up to 1,024 syncs)")                  \
     XX(sync_waiting, gauge, "syncs waiting for a store round")                                     \
     XX(store_jobs, counter, "store lookups run off the loop")                                      \
     XX(presence_dropped, counter, "presence changes not fanned out: their queue was full")
