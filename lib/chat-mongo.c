@@ -28,6 +28,25 @@ int chat_mongo_error(chat_error_t *err, const bson_error_t *berr, const char *wh
                           berr->domain, berr->code);
 }
 
+int chat_mongo_only_duplicates(const bson_t *reply)
+{
+    bson_iter_t it, arr, e;
+    int n = 0;
+    if (bson_iter_init_find(&it, reply, "writeConcernErrors") && BSON_ITER_HOLDS_ARRAY(&it) &&
+        bson_iter_recurse(&it, &arr) && bson_iter_next(&arr))
+        return 0;
+    if (!bson_iter_init_find(&it, reply, "writeErrors") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        !bson_iter_recurse(&it, &arr))
+        return 0;
+    while (bson_iter_next(&arr)) {
+        if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &e) ||
+            !bson_iter_find(&e, "code") || bson_iter_as_int64(&e) != CHAT_MONGO_DUPLICATE_KEY)
+            return 0;
+        n++;
+    }
+    return n > 0;
+}
+
 mongoc_client_pool_t *chat_mongo_pool_new(const char *uri_str, const char *appname,
                                           chat_error_t *err)
 {

@@ -39,6 +39,11 @@ int chat_mongo_ping(mongoc_client_t *client, chat_error_t *err);
 /* Creates the indexes listed above (idempotent). Returns 0 or CHAT_EMONGO. */
 int chat_mongo_ensure_indexes(mongoc_client_t *client, const char *db, chat_error_t *err);
 
+/* Whether a failed bulk's reply says only that some documents were there
+ * already: write errors, every one a duplicate key, and no write concern
+ * error. An unordered insert that fails so wrote all the others. */
+int chat_mongo_only_duplicates(const bson_t *reply);
+
 /* Fills err from a bson_error_t; returns CHAT_EMONGO. */
 int chat_mongo_error(chat_error_t *err, const bson_error_t *berr, const char *what);
 

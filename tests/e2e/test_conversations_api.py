@@ -17,8 +17,12 @@ def test_direct_is_idempotent(live, name):
     assert first["kind"] == "direct" and first["created"] is True, first
     assert first["id"].startswith("d.") and sorted(first["members"]) == sorted([a, b]), first
 
+    # A member already there stays as it is (its watermarks are not reset).
+    live.mongo.members.update_one({"conv": first["id"], "user": a}, {"$set": {"read_seq": 5}})
     status, again = api2.create(live.token(a), [b])
     assert status == 200, (status, again)
+    marks = {d["user"]: d["read_seq"] for d in live.mongo.members.find({"conv": first["id"]})}
+    assert marks == {a: 5, b: 0}, marks
     assert again["id"] == first["id"] and again["created"] is False and again["kind"] == "direct", again
 
     # The other side asking, with kind spelled out, lands in the same one.

@@ -112,6 +112,35 @@ static void test_global_init_twice_is_safe(void **state)
     chat_mongo_global_init();
 }
 
+static int only_dups(const char *json)
+{
+    bson_error_t berr;
+    bson_t *reply = bson_new_from_json((const uint8_t *)json, -1, &berr);
+    assert_non_null(reply);
+    int r = chat_mongo_only_duplicates(reply);
+    bson_destroy(reply);
+    return r;
+}
+
+static void test_only_duplicates_reads_every_write_error(void **state)
+{
+    (void)state;
+    assert_true(
+        only_dups("{\"nInserted\": 1, \"writeErrors\": [{\"index\": 0, \"code\": 11000}]}"));
+    assert_true(only_dups("{\"writeErrors\": [{\"index\": 0, \"code\": 11000}, "
+                          "{\"index\": 2, \"code\": {\"$numberLong\": \"11000\"}}]}"));
+    /* Any other error, a write concern error, or no write error at all
+     * (a failure the reply does not explain): not only duplicates. */
+    assert_false(only_dups("{\"writeErrors\": [{\"index\": 0, \"code\": 11000}, "
+                           "{\"index\": 1, \"code\": 121}]}"));
+    assert_false(only_dups("{\"writeErrors\": [{\"index\": 0, \"code\": 11000}], "
+                           "\"writeConcernErrors\": [{\"code\": 64}]}"));
+    assert_false(only_dups("{\"writeErrors\": [{\"index\": 0}]}"));
+    assert_false(only_dups("{\"writeErrors\": []}"));
+    assert_false(only_dups("{}"));
+    assert_true(only_dups("{\"writeErrors\": [{\"code\": 11000}], \"writeConcernErrors\": []}"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -121,6 +150,7 @@ int main(void)
         cmocka_unit_test(test_db_name_is_per_pool),
         cmocka_unit_test(test_appname_is_set_unless_in_uri),
         cmocka_unit_test(test_error_fills_message_with_domain_and_code),
+        cmocka_unit_test(test_only_duplicates_reads_every_write_error),
         cmocka_unit_test(test_pool_destroy_null_is_noop),
         cmocka_unit_test(test_db_name_of_destroyed_pool_is_forgotten),
         cmocka_unit_test(test_global_init_twice_is_safe),
