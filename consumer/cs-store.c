@@ -164,18 +164,8 @@ int cs_store_prepare(cs_store_t *store, chat_error_t *err)
 /* Builds {field: {$in: [values...]}} in the reused selector. */
 static void in_filter(bson_t *sel, const char *field, const char *const *values, size_t n)
 {
-    bson_t in, arr;
-    char idx[16];
-    const char *key;
     bson_reinit(sel);
-    BSON_APPEND_DOCUMENT_BEGIN(sel, field, &in);
-    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
-    for (size_t i = 0; i < n; i++) {
-        bson_uint32_to_string((uint32_t)i, &key, idx, sizeof(idx));
-        bson_append_utf8(&arr, key, -1, values[i], -1);
-    }
-    bson_append_array_end(&in, &arr);
-    bson_append_document_end(sel, &in);
+    chat_mongo_append_in(sel, field, values, n);
 }
 
 /* Runs a find and hands each document to row. Returns 0 or CHAT_EMONGO. */

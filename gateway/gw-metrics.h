@@ -26,6 +26,8 @@
     XX(sync_pages, counter, "sync pages streamed")                                                 \
     XX(sync_rounds, counter, "sync store rounds (each serves up to 1,024 syncs)")                  \
     XX(sync_waiting, gauge, "syncs waiting for a store round")                                     \
+    XX(member_rounds, counter, "membership lookup rounds (each serves up to 1,024 lookups)")       \
+    XX(member_waiting, gauge, "membership lookups waiting for a store round")                      \
     XX(store_jobs, counter, "store lookups run off the loop")                                      \
     XX(presence_dropped, counter, "presence changes not fanned out: their queue was full")
 

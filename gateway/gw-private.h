@@ -23,6 +23,7 @@ typedef struct gw_conn_s gw_conn_t;
 typedef struct gw_http_s gw_http_t;
 typedef struct gw_frame_s gw_frame_t;
 typedef struct gw_sync_s gw_sync_t;
+typedef struct gw_lookup_s gw_lookup_t;
 
 typedef enum {
     GW_CONN_HTTP = 0, /* reading HTTP requests */
@@ -132,6 +133,9 @@ struct gw_s {
     /* Syncs waiting for a store round (gw-sync.c), and rounds running. */
     gw_sync_t *sync_head, *sync_tail;
     int sync_rounds;
+    /* Membership lookups waiting for a store round (gw-store.c). */
+    gw_lookup_t *lookup_head, *lookup_tail;
+    int lookup_rounds;
     char readbuf[65536];
 };
 
@@ -269,8 +273,8 @@ int gw_store_start(gw_t *gw, chat_error_t *err);
 void gw_store_stop(gw_t *gw);
 /* Cached membership: 1 member, 0 not, -1 unknown (ask the store). */
 int gw_store_member_cached(gw_t *gw, const char *conv, const char *user);
-/* Asks the store whether conn's user is in conv; blocks conn meanwhile,
- * then calls gw_frames_unblock. */
+/* Asks the store whether conn's user is in conv, in the next lookup round;
+ * blocks conn meanwhile, then calls gw_frames_unblock. */
 int gw_store_check_member(gw_conn_t *conn, const char *conv);
 /* HTTP: creates (or returns) a conversation; responds on conn. */
 int gw_store_create_conversation(gw_conn_t *conn, const char *body, size_t len);

@@ -70,72 +70,204 @@ int gw_store_member_cached(gw_t *gw, const char *conv, const char *user)
     return e->value == (void *)1 ? 1 : 0;
 }
 
-static void member_work(gw_job_t *job)
+/* Lookups the member cache could not answer wait in one queue per gateway
+ * process and go to the store in rounds, as syncs do (gw-sync.c): at most
+ * MEMBER_ROUNDS at a time, each taking up to MEMBER_BATCH. A round of at
+ * most MEMBER_EACH asks each by _id, a bigger one asks one _id $in. On
+ * MongoDB both are index lookups and the $in saves round trips. FerretDB
+ * 1.24 over SQLite hands a find by _id to SQLite, which reads the whole
+ * table for it (its query's expression is not its index's:
+ * bench/sqlite-id-index.py), and reads the whole collection into Go for an
+ * $in, which costs about as much as 16 finds by _id and answers a
+ * thousand. A find by _id with limit 1, not count_documents: a count is an
+ * aggregation that FerretDB runs in Go over every document. */
+#define MEMBER_ROUNDS 2
+#define MEMBER_BATCH  1024
+#define MEMBER_EACH   8
+
+struct gw_lookup_s {
+    gw_lookup_t *next;
+    uint64_t serial; /* the connection waiting */
+    int member;
+    char key[2 * CHAT_NAME_MAX + 2]; /* "conv/user": the member's _id */
+};
+
+typedef struct lookup_round_s {
+    gw_lookup_t *list;
+    size_t n;
+} lookup_round_t;
+
+static int cmp_lookup(const void *a, const void *b)
+{
+    return strcmp((*(gw_lookup_t *const *)a)->key, (*(gw_lookup_t *const *)b)->key);
+}
+
+/* Marks the lookups of byk[0..n) (sorted by key) that name id. */
+static void mark_found(gw_lookup_t **byk, size_t n, const char *id)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(byk[mid]->key, id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (; lo < n && strcmp(byk[lo]->key, id) == 0; lo++)
+        byk[lo]->member = 1;
+}
+
+static int lookups_each(gw_job_t *job, mongoc_collection_t *coll, lookup_round_t *r)
 {
     bson_error_t berr;
-    char id[2 * CHAT_NAME_MAX + 2];
-    mongoc_client_t *client = mongoc_client_pool_pop(job->gw->pool);
-    mongoc_collection_t *coll = mongoc_client_get_collection(client, job->gw->db, "members");
-    member_key(id, sizeof(id), job->conv, job->user);
-    /* A find by _id with limit 1, not count_documents: a count is an
-     * aggregation that FerretDB 1.24 runs in Go over every document, while
-     * the find is handed to SQLite, which stops at the match
-     * (bench/store-probe.sh: 562 against 788 ms at 100,000 documents,
-     * position-dependent for the find). On MongoDB both are one index
-     * lookup. */
-    bson_t *filter = BCON_NEW("_id", BCON_UTF8(id));
     bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "limit", BCON_INT64(1),
                             "singleBatch", BCON_BOOL(true));
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+    int rc = 0;
+    for (gw_lookup_t *l = r->list; l != NULL && rc == 0; l = l->next) {
+        bson_t *filter = BCON_NEW("_id", BCON_UTF8(l->key));
+        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+        const bson_t *doc;
+        l->member = mongoc_cursor_next(cur, &doc);
+        if (!l->member && mongoc_cursor_error(cur, &berr))
+            rc = chat_mongo_error(&job->err, &berr, "membership");
+        mongoc_cursor_destroy(cur);
+        bson_destroy(filter);
+    }
+    bson_destroy(opts);
+    return rc;
+}
+
+static int lookups_in(gw_job_t *job, mongoc_collection_t *coll, lookup_round_t *r)
+{
+    bson_error_t berr;
+    gw_lookup_t **byk = malloc(r->n * sizeof(*byk));
+    const char **keys = malloc(r->n * sizeof(*keys));
+    if (byk == NULL || keys == NULL) {
+        free(byk);
+        free(keys);
+        return chat_error_set(&job->err, CHAT_ENOMEM, "membership: out of memory");
+    }
+    size_t n = 0;
+    for (gw_lookup_t *l = r->list; l != NULL; l = l->next)
+        byk[n++] = l;
+    qsort(byk, n, sizeof(*byk), cmp_lookup);
+    for (size_t i = 0; i < n; i++)
+        keys[i] = byk[i]->key;
+    bson_t filter = BSON_INITIALIZER;
+    chat_mongo_append_in(&filter, "_id", keys, n);
+    bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
     const bson_t *doc;
-    int found = mongoc_cursor_next(cur, &doc);
-    if (!found && mongoc_cursor_error(cur, &berr))
-        job->result = chat_mongo_error(&job->err, &berr, "membership");
-    else
-        job->result = found ? 1 : 0;
+    bson_iter_t it;
+    while (mongoc_cursor_next(cur, &doc)) {
+        if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_UTF8(&it))
+            mark_found(byk, n, bson_iter_utf8(&it, NULL));
+    }
+    int rc = mongoc_cursor_error(cur, &berr) ? chat_mongo_error(&job->err, &berr, "membership") : 0;
     mongoc_cursor_destroy(cur);
     bson_destroy(opts);
-    bson_destroy(filter);
+    bson_destroy(&filter);
+    free(byk);
+    free(keys);
+    return rc;
+}
+
+static void lookups_work(gw_job_t *job)
+{
+    lookup_round_t *r = job->ptr;
+    mongoc_client_t *client = mongoc_client_pool_pop(job->gw->pool);
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, job->gw->db, "members");
+    job->result = r->n <= MEMBER_EACH ? lookups_each(job, coll, r) : lookups_in(job, coll, r);
     mongoc_collection_destroy(coll);
     mongoc_client_pool_push(job->gw->pool, client);
 }
 
-static void member_done(gw_job_t *job)
+/* Caches each lookup's answer and lets its connection go on. */
+static void lookups_deliver(gw_t *gw, gw_lookup_t *list, int result, const char *why)
+{
+    gw_lookup_t *next;
+    for (gw_lookup_t *l = list; l != NULL; l = next) {
+        next = l->next;
+        if (result >= 0) {
+            if (gw->members.live > MEMBER_CACHE_MAX) {
+                /* Bounded: start over rather than grow. */
+                gw_map_close(&gw->members);
+                gw_map_init(&gw->members);
+            }
+            /* Cached even with member_cache_s = 0: an entry that expires
+             * "now" still answers the frames replayed in this loop
+             * iteration. */
+            gw_map_entry_t *e = gw_map_put(&gw->members, l->key);
+            if (e != NULL) {
+                e->value = l->member ? (void *)1 : (void *)2;
+                e->aux = uv_now(gw->loop) + (uint64_t)gw->cfg->member_cache_s * 1000;
+            }
+        }
+        gw_conn_t *conn = gw_conn_find(gw, l->serial);
+        free(l);
+        if (conn == NULL)
+            continue;
+        if (result < 0) {
+            CHAT_WARN("conn %s: %s", conn->id, why);
+            /* Answer the frame that waited and move on. */
+            gw_frame_t *f = conn->pending_head;
+            if (f != NULL) {
+                conn->pending_head = f->next;
+                if (conn->pending_head == NULL)
+                    conn->pending_tail = NULL;
+                conn->pending_n--;
+                free(f);
+            }
+            gw_conn_send_error(conn, "unavailable", "the store did not answer; retry", NULL, 1);
+        }
+        gw_frames_unblock(conn);
+    }
+}
+
+static void lookups_kick(gw_t *gw);
+
+static void lookups_done(gw_job_t *job)
 {
     gw_t *gw = job->gw;
-    gw_conn_t *conn = gw_conn_find(gw, job->serial);
-    if (job->result >= 0) {
-        char key[2 * CHAT_NAME_MAX + 2];
-        if (gw->members.live > MEMBER_CACHE_MAX) {
-            /* Bounded: start over rather than grow. */
-            gw_map_close(&gw->members);
-            gw_map_init(&gw->members);
+    lookup_round_t *r = job->ptr;
+    gw->lookup_rounds--;
+    gw->metrics.member_rounds++;
+    lookups_deliver(gw, r->list, job->result, job->err.message);
+    r->list = NULL;
+    lookups_kick(gw);
+}
+
+/* Starts rounds for the waiting lookups, as many as may run. */
+static void lookups_kick(gw_t *gw)
+{
+    while (gw->lookup_rounds < MEMBER_ROUNDS && gw->lookup_head != NULL) {
+        gw_lookup_t *taken = gw->lookup_head, *last = taken;
+        size_t n = 1;
+        while (n < MEMBER_BATCH && last->next != NULL) {
+            last = last->next;
+            n++;
         }
-        /* Cached even with member_cache_s = 0: an entry that expires "now"
-         * still answers the frames replayed in this loop iteration. */
-        member_key(key, sizeof(key), job->conv, job->user);
-        gw_map_entry_t *e = gw_map_put(&gw->members, key);
-        if (e != NULL) {
-            e->value = job->result ? (void *)1 : (void *)2;
-            e->aux = uv_now(gw->loop) + (uint64_t)gw->cfg->member_cache_s * 1000;
+        gw->lookup_head = last->next;
+        if (gw->lookup_head == NULL)
+            gw->lookup_tail = NULL;
+        last->next = NULL;
+        gw->metrics.member_waiting -= n;
+        gw_job_t *job = gw_job_new_for(gw, lookups_work, lookups_done);
+        lookup_round_t *r = job != NULL ? calloc(1, sizeof(*r)) : NULL;
+        int rc = CHAT_ENOMEM;
+        if (r != NULL) {
+            *r = (lookup_round_t){taken, n};
+            job->ptr = r; /* freed with the job */
+            gw->lookup_rounds++;
+            rc = gw_job_submit(job); /* frees the job on failure */
+            if (rc != 0)
+                gw->lookup_rounds--;
+        } else if (job != NULL) {
+            gw_job_free(job);
         }
+        if (rc != 0)
+            lookups_deliver(gw, taken, CHAT_EAGAIN, "membership lookup could not run");
     }
-    if (conn == NULL)
-        return;
-    if (job->result < 0) {
-        CHAT_WARN("conn %s: %s", conn->id, job->err.message);
-        /* Answer the frame that waited and move on. */
-        gw_frame_t *f = conn->pending_head;
-        if (f != NULL) {
-            conn->pending_head = f->next;
-            if (conn->pending_head == NULL)
-                conn->pending_tail = NULL;
-            conn->pending_n--;
-            free(f);
-        }
-        gw_conn_send_error(conn, "unavailable", "the store did not answer; retry", NULL, 1);
-    }
-    gw_frames_unblock(conn);
 }
 
 /* ---- conversations --------------------------------------------------------- */
@@ -369,14 +501,21 @@ int gw_store_cancel_queued(gw_t *gw)
 
 int gw_store_check_member(gw_conn_t *conn, const char *conv)
 {
-    gw_job_t *job = gw_job_new(conn, member_work, member_done);
-    if (job == NULL)
+    gw_t *gw = conn->gw;
+    gw_lookup_t *l = calloc(1, sizeof(*l));
+    if (l == NULL)
         return CHAT_ENOMEM;
-    snprintf(job->conv, sizeof(job->conv), "%s", conv);
-    int rc = gw_job_submit(job);
-    if (rc == 0)
-        conn->blocked = 1;
-    return rc;
+    l->serial = conn->serial;
+    member_key(l->key, sizeof(l->key), conv, conn->user);
+    if (gw->lookup_tail != NULL)
+        gw->lookup_tail->next = l;
+    else
+        gw->lookup_head = l;
+    gw->lookup_tail = l;
+    gw->metrics.member_waiting++;
+    conn->blocked = 1;
+    lookups_kick(gw);
+    return 0;
 }
 
 int gw_store_create_conversation(gw_conn_t *conn, const char *body, size_t len)
@@ -405,6 +544,14 @@ int gw_store_start(gw_t *gw, chat_error_t *err)
 
 void gw_store_stop(gw_t *gw)
 {
+    /* Lookups wait only while a round runs, and each round's end starts
+     * the next or refuses them at stop: none is left here but by a bug. */
+    gw_lookup_t *next;
+    for (gw_lookup_t *l = gw->lookup_head; l != NULL; l = next) {
+        next = l->next;
+        free(l);
+    }
+    gw->lookup_head = gw->lookup_tail = NULL;
     if (gw->pool != NULL)
         chat_mongo_pool_destroy(gw->pool);
     gw->pool = NULL;

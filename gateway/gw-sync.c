@@ -214,21 +214,6 @@ static int cmp_named(const void *a, const void *b)
     return strcmp(((const named_t *)a)->name, ((const named_t *)b)->name);
 }
 
-/* Appends `key: {$in: [...]}` naming strs[0..n). */
-static void append_in(bson_t *filter, const char *key, const char *const *strs, size_t n)
-{
-    bson_t in, arr;
-    char k[24];
-    BSON_APPEND_DOCUMENT_BEGIN(filter, key, &in);
-    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
-    for (size_t i = 0; i < n; i++) {
-        snprintf(k, sizeof(k), "%zu", i);
-        BSON_APPEND_UTF8(&arr, k, strs[i]);
-    }
-    bson_append_array_end(&in, &arr);
-    bson_append_document_end(filter, &in);
-}
-
 /* Ends a find: returns rc, or the cursor's error if rc is 0. */
 static int cursor_end(gw_job_t *job, mongoc_cursor_t *cur, const char *what, int rc)
 {
@@ -258,7 +243,7 @@ static int round_convs(round_t *r, mongoc_client_t *client)
             r->names[nu++] = r->by_user[i].name;
     }
     bson_t filter = BSON_INITIALIZER;
-    append_in(&filter, "user", r->names, nu);
+    chat_mongo_append_in(&filter, "user", r->names, nu);
     bson_t *opts = BCON_NEW("projection", "{", "user", BCON_INT32(1), "conv", BCON_INT32(1), "}");
     mongoc_collection_t *coll = mongoc_client_get_collection(client, job->gw->db, "members");
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, opts, NULL);
@@ -388,7 +373,7 @@ static void round_filter(round_t *r, int64_t page, bson_t *filter)
         BSON_APPEND_INT64(&range, "$gt", lo);
         BSON_APPEND_INT64(&range, "$lte", hi);
         bson_append_document_end(&band, &range);
-        append_in(&band, "conv", r->names, u);
+        chat_mongo_append_in(&band, "conv", r->names, u);
         bson_append_document_end(&ors, &band);
     }
     bson_append_array_end(filter, &ors);
@@ -511,8 +496,8 @@ static int round_receipts(round_t *r, mongoc_client_t *client)
     int rc = 0;
     for (size_t from = 0; from < u && rc == 0; from += RECEIPT_CONVS) {
         bson_t filter = BSON_INITIALIZER;
-        append_in(&filter, "conv", convs + from,
-                  u - from < RECEIPT_CONVS ? u - from : RECEIPT_CONVS);
+        chat_mongo_append_in(&filter, "conv", convs + from,
+                             u - from < RECEIPT_CONVS ? u - from : RECEIPT_CONVS);
         mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
         const bson_t *doc;
         while (mongoc_cursor_next(cur, &doc)) {

@@ -28,6 +28,21 @@ int chat_mongo_error(chat_error_t *err, const bson_error_t *berr, const char *wh
                           berr->domain, berr->code);
 }
 
+void chat_mongo_append_in(bson_t *doc, const char *key, const char *const *values, size_t n)
+{
+    bson_t in, arr;
+    char idx[16];
+    const char *k;
+    BSON_APPEND_DOCUMENT_BEGIN(doc, key, &in);
+    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+    for (size_t i = 0; i < n; i++) {
+        bson_uint32_to_string((uint32_t)i, &k, idx, sizeof(idx));
+        bson_append_utf8(&arr, k, -1, values[i], -1);
+    }
+    bson_append_array_end(&in, &arr);
+    bson_append_document_end(doc, &in);
+}
+
 int chat_mongo_only_duplicates(const bson_t *reply)
 {
     bson_iter_t it, arr, e;

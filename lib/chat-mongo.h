@@ -39,6 +39,9 @@ int chat_mongo_ping(mongoc_client_t *client, chat_error_t *err);
 /* Creates the indexes listed above (idempotent). Returns 0 or CHAT_EMONGO. */
 int chat_mongo_ensure_indexes(mongoc_client_t *client, const char *db, chat_error_t *err);
 
+/* Appends key: {$in: [values[0..n)]} to doc. */
+void chat_mongo_append_in(bson_t *doc, const char *key, const char *const *values, size_t n);
+
 /* Whether a failed bulk's reply says only that some documents were there
  * already: write errors, every one a duplicate key, and no write concern
  * error. An unordered insert that fails so wrote all the others. */
