@@ -263,6 +263,12 @@ gw_job_t *gw_job_new(gw_conn_t *conn, gw_job_fn work, gw_job_fn done);
 gw_job_t *gw_job_new_for(gw_t *gw, gw_job_fn work, gw_job_fn done);
 /* Queues the job; on failure frees it and returns a libuv error. */
 int gw_job_submit(gw_job_t *job);
+/* A store round (gw-sync.c, gw-store.c): a job for no connection whose ptr
+ * is a zeroed round of size bytes, freed with the job; NULL without memory. */
+gw_job_t *gw_round_new(gw_t *gw, size_t size, gw_job_fn work, gw_job_fn done);
+/* Submits a round and counts it in *running; on failure frees the job and
+ * its round, leaves *running as it was and returns a libuv error. */
+int gw_round_submit(gw_job_t *job, int *running);
 /* Frees a job that was never submitted, wiping its input (a password). */
 void gw_job_free(gw_job_t *job);
 /* At stop: cancels the jobs still waiting for a pool thread (their done runs

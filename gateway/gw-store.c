@@ -37,6 +37,25 @@ gw_job_t *gw_job_new(gw_conn_t *conn, gw_job_fn work, gw_job_fn done)
     return job;
 }
 
+gw_job_t *gw_round_new(gw_t *gw, size_t size, gw_job_fn work, gw_job_fn done)
+{
+    gw_job_t *job = gw_job_new_for(gw, work, done);
+    if (job != NULL && (job->ptr = calloc(1, size)) == NULL) {
+        gw_job_free(job);
+        job = NULL;
+    }
+    return job;
+}
+
+int gw_round_submit(gw_job_t *job, int *running)
+{
+    (*running)++;
+    int rc = gw_job_submit(job); /* frees the job and its round on failure */
+    if (rc != 0)
+        (*running)--;
+    return rc;
+}
+
 void gw_job_free(gw_job_t *job)
 {
     /* in may hold a password that never reached its hash (a job refused or
@@ -252,18 +271,11 @@ static void lookups_kick(gw_t *gw)
             gw->lookup_tail = NULL;
         last->next = NULL;
         gw->metrics.member_waiting -= n;
-        gw_job_t *job = gw_job_new_for(gw, lookups_work, lookups_done);
-        lookup_round_t *r = job != NULL ? calloc(1, sizeof(*r)) : NULL;
+        gw_job_t *job = gw_round_new(gw, sizeof(lookup_round_t), lookups_work, lookups_done);
         int rc = CHAT_ENOMEM;
-        if (r != NULL) {
-            *r = (lookup_round_t){taken, n};
-            job->ptr = r; /* freed with the job */
-            gw->lookup_rounds++;
-            rc = gw_job_submit(job); /* frees the job on failure */
-            if (rc != 0)
-                gw->lookup_rounds--;
-        } else if (job != NULL) {
-            gw_job_free(job);
+        if (job != NULL) {
+            *(lookup_round_t *)job->ptr = (lookup_round_t){taken, n};
+            rc = gw_round_submit(job, &gw->lookup_rounds);
         }
         if (rc != 0)
             lookups_deliver(gw, taken, CHAT_EAGAIN, "membership lookup could not run");

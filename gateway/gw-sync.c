@@ -622,19 +622,13 @@ static void kick(gw_t *gw)
             gw->sync_tail = NULL;
         if (taken == NULL)
             return;
-        gw_job_t *job = gw_job_new_for(gw, round_work, round_done);
-        round_t *r = job != NULL ? calloc(1, sizeof(*r)) : NULL;
+        gw_job_t *job = gw_round_new(gw, sizeof(round_t), round_work, round_done);
         int rc = CHAT_ENOMEM;
-        if (r != NULL) {
+        if (job != NULL) {
+            round_t *r = job->ptr;
             r->job = job;
             r->syncs = taken;
-            job->ptr = r; /* freed with the job */
-            gw->sync_rounds++;
-            rc = gw_job_submit(job); /* frees the job on failure */
-            if (rc != 0)
-                gw->sync_rounds--;
-        } else if (job != NULL) {
-            gw_job_free(job);
+            rc = gw_round_submit(job, &gw->sync_rounds);
         }
         if (rc != 0)
             deliver_all(gw, taken, CHAT_EAGAIN, "sync could not continue");

@@ -30,7 +30,7 @@ import pytest
 
 import chatlib
 from chatlib import ChatSocket
-from conftest import KAFKA, REDIS_HOST, REDIS_PORT, Proc
+from conftest import KAFKA, MONGO_URI, REDIS_HOST, REDIS_PORT, Proc, _hostport
 
 # Argon2id at libsodium's interactive memory (64 MiB) under ASan is slow; a
 # gateway started by a test hashes with the smallest memory it accepts.
@@ -255,6 +255,16 @@ class HoldingRelay:
     """Relays TCP connections to (host, port), as a store that stalls: hold()
     keeps every byte that arrives from a client until release(); `held`
     counts the chunks that waited (a client is blocked on the store)."""
+
+    @classmethod
+    def to_store(cls):
+        """A relay to the test stack's store; .store_uri(query) names the
+        same database through it."""
+        host, port = _hostport(MONGO_URI.split("//", 1)[1].split("/", 1)[0])
+        return cls(host, port)
+
+    def store_uri(self, query=""):
+        return f"mongodb://127.0.0.1:{self.port}/{MONGO_URI.rsplit('/', 1)[1]}{query}"
 
     def __init__(self, host, port):
         self.upstream = (host, port)

@@ -12,7 +12,7 @@ import pytest
 
 from apilib import HoldingRelay
 from chatlib import run, wait_until
-from conftest import CONSUMERS, MONGO_URI, Clients, Proc, _hostport
+from conftest import CONSUMERS, Clients, Proc
 
 
 def stats_since_start(log):
@@ -129,11 +129,10 @@ def test_assignment_during_stop_is_clean(live, consumers, name):
     revocation must be accepted: without the fix the close left the group
     first and the broker refused it ("Unknown member"), every time here;
     the hang itself came only now and then."""
-    host, port = _hostport(MONGO_URI.split("//", 1)[1].split("/", 1)[0])
-    relay = HoldingRelay(host, port)
+    relay = HoldingRelay.to_store()
     for cid in CONSUMERS:
         assert consumers.stop(cid) == 0, f"consumer {cid} did not stop cleanly"
-    held_uri = f"mongodb://127.0.0.1:{relay.port}/{MONGO_URI.rsplit('/', 1)[1]}"
+    held_uri = relay.store_uri()
     held = Proc(name("cx-held"), live._consumer_argv("cx-held") + ["--mongo-uri", held_uri], live.env)
     peer = Proc(name("cx-peer"), live._consumer_argv("cx-peer"), live.env)
     try:

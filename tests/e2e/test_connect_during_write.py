@@ -20,7 +20,7 @@ import pytest
 
 from apilib import HoldingRelay
 from chatlib import run, wait_until
-from conftest import CONSUMERS, MONGO_URI, Clients, Proc, _hostport
+from conftest import CONSUMERS, Clients, Proc
 from test_commits import wait_log
 
 
@@ -28,11 +28,10 @@ from test_commits import wait_log
 def test_connect_during_write(live, consumers, name):
     a, b = name("alice"), name("bob")
     conv = live.create_conversation(a, [b])["id"]
-    host, port = _hostport(MONGO_URI.split("//", 1)[1].split("/", 1)[0])
-    relay = HoldingRelay(host, port)
+    relay = HoldingRelay.to_store()
     for cid in CONSUMERS:
         assert consumers.stop(cid) == 0, f"consumer {cid} did not stop cleanly"
-    held_uri = f"mongodb://127.0.0.1:{relay.port}/{MONGO_URI.rsplit('/', 1)[1]}?heartbeatFrequencyMS=600000"
+    held_uri = relay.store_uri("?heartbeatFrequencyMS=600000")
     cx = Proc(name("cx-write"), live._consumer_argv("cx-write") + ["--mongo-uri", held_uri, "--last-seq-ms", "600000"], live.env)
 
     async def scenario():

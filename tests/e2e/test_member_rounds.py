@@ -15,7 +15,7 @@ within a bound."""
 
 from apilib import HoldingRelay, gateways, metric  # noqa: F401 (gateways: a fixture)
 from chatlib import ChatSocket, run, wait_until
-from conftest import MONGO_URI, Clients, _hostport
+from conftest import Clients
 
 MEMBERS = 12  # waiting together: more than the 8 a round asks one by one
 
@@ -25,10 +25,8 @@ def test_lookups_served_together(live, gateways, name):
     u = [name(f"u{i}") for i in range(MEMBERS)]
     convs = [live.create_conversation(hub, [x])["id"] for x in u]
 
-    host, port = _hostport(MONGO_URI.split("//", 1)[1].split("/", 1)[0])
-    db = MONGO_URI.rsplit("/", 1)[1]
-    relay = HoldingRelay(host, port)
-    gx = gateways.start("--mongo-uri", f"mongodb://127.0.0.1:{relay.port}/{db}", label="lookups", env={"UV_THREADPOOL_SIZE": "4"})
+    relay = HoldingRelay.to_store()
+    gx = gateways.start("--mongo-uri", relay.store_uri(), label="lookups", env={"UV_THREADPOOL_SIZE": "4"})
 
     async def scenario():
         async with Clients(live) as c:

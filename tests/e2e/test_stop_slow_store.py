@@ -17,7 +17,6 @@ import socket
 import time
 
 from apilib import HoldingRelay, gateways, metric  # noqa: F401 (gateways: a fixture)
-from conftest import MONGO_URI, _hostport
 
 N = 12
 THREADS = 2
@@ -41,11 +40,9 @@ def _wait(fn, timeout, what):
 
 
 def test_stop_cancels_queued_store_jobs(live, gateways, name):
-    host, port = _hostport(MONGO_URI.split("//", 1)[1].split("/", 1)[0])
-    db = MONGO_URI.rsplit("/", 1)[1]
-    relay = HoldingRelay(host, port)
+    relay = HoldingRelay.to_store()
     socks = []
-    gx = gateways.start("--mongo-uri", f"mongodb://127.0.0.1:{relay.port}/{db}", label="slowstore", env={"UV_THREADPOOL_SIZE": str(THREADS)})
+    gx = gateways.start("--mongo-uri", relay.store_uri(), label="slowstore", env={"UV_THREADPOOL_SIZE": str(THREADS)})
     gateways.forget(gx)  # stopped below, by this test
     try:
         token = live.token(name("u"))

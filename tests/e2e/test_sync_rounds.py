@@ -17,7 +17,7 @@ import asyncio
 
 from apilib import HoldingRelay, gateways, metric  # noqa: F401 (gateways: a fixture)
 from chatlib import ChatSocket, run, wait_until
-from conftest import MONGO_URI, Clients, _hostport
+from conftest import Clients
 
 LONG = 120  # three pages of 50 for a fresh sync
 EXTRA = 14  # more conversations of the hub than one round asks for
@@ -36,10 +36,8 @@ def test_syncs_served_together(live, gateways, name):
     members[group] = {hub, *u[:3]}
     members.update({c: {hub, u[3]} for c in extra})
 
-    host, port = _hostport(MONGO_URI.split("//", 1)[1].split("/", 1)[0])
-    db = MONGO_URI.rsplit("/", 1)[1]
-    relay = HoldingRelay(host, port)
-    gx = gateways.start("--mongo-uri", f"mongodb://127.0.0.1:{relay.port}/{db}", label="rounds", env={"UV_THREADPOOL_SIZE": "4"})
+    relay = HoldingRelay.to_store()
+    gx = gateways.start("--mongo-uri", relay.store_uri(), label="rounds", env={"UV_THREADPOOL_SIZE": "4"})
 
     async def scenario():
         async with Clients(live) as c:
