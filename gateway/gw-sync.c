@@ -336,8 +336,9 @@ static int cmp_by_lo(const void *a, const void *b)
  * end). A conversation's rows in its band are at most twice its own range,
  * and the rows outside that range are dropped as they arrive.
  *
- * During a storm most clauses start alike, so a round is one or a few
- * bands however many syncs it serves. On MongoDB each band is a range of
+ * Where the clauses start alike (clients about as far behind in
+ * conversations about as long) a round is one band however many syncs it
+ * serves; at worst there is a band per clause. On MongoDB each band is a range of
  * the {conv, seq} index per conversation. FerretDB evaluates filters in Go,
  * key by key, after reading the whole collection: a band rejects a row at
  * its seq range before its $in, and a round's cost is one read of the
