@@ -263,6 +263,12 @@ gw_job_t *gw_job_new(gw_conn_t *conn, gw_job_fn work, gw_job_fn done);
 gw_job_t *gw_job_new_for(gw_t *gw, gw_job_fn work, gw_job_fn done);
 /* Queues the job; on failure frees it and returns a libuv error. */
 int gw_job_submit(gw_job_t *job);
+/* The first of n elements sorted by name (a string, their first member)
+ * whose name is not less than key; n if none. */
+size_t gw_first_of(const void *base, size_t n, size_t size, const char *key);
+/* Ends a find on a store thread: returns rc, or the cursor's error (in
+ * job->err, as `what`) if rc is 0; destroys the cursor. */
+int gw_cursor_end(gw_job_t *job, mongoc_cursor_t *cur, const char *what, int rc);
 /* A store round (gw-sync.c, gw-store.c): a job for no connection whose ptr
  * is a zeroed round of size bytes, freed with the job; NULL without memory. */
 gw_job_t *gw_round_new(gw_t *gw, size_t size, gw_job_fn work, gw_job_fn done);

@@ -37,6 +37,28 @@ gw_job_t *gw_job_new(gw_conn_t *conn, gw_job_fn work, gw_job_fn done)
     return job;
 }
 
+size_t gw_first_of(const void *base, size_t n, size_t size, const char *key)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(*(const char *const *)((const char *)base + mid * size), key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+int gw_cursor_end(gw_job_t *job, mongoc_cursor_t *cur, const char *what, int rc)
+{
+    bson_error_t berr;
+    if (rc == 0 && mongoc_cursor_error(cur, &berr))
+        rc = chat_mongo_error(&job->err, &berr, what);
+    mongoc_cursor_destroy(cur);
+    return rc;
+}
+
 gw_job_t *gw_round_new(gw_t *gw, size_t size, gw_job_fn work, gw_job_fn done)
 {
     gw_job_t *job = gw_job_new_for(gw, work, done);
@@ -121,21 +143,6 @@ static int cmp_lookup(const void *a, const void *b)
     return strcmp((*(gw_lookup_t *const *)a)->key, (*(gw_lookup_t *const *)b)->key);
 }
 
-/* Marks the lookups of byk[0..n) (sorted by key) that name id. */
-static void mark_found(gw_lookup_t **byk, size_t n, const char *id)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(byk[mid]->key, id) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    for (; lo < n && strcmp(byk[lo]->key, id) == 0; lo++)
-        byk[lo]->member = 1;
-}
-
 static int lookups_each(gw_job_t *job, mongoc_collection_t *coll, lookup_round_t *r)
 {
     bson_error_t berr;
@@ -158,7 +165,6 @@ static int lookups_each(gw_job_t *job, mongoc_collection_t *coll, lookup_round_t
 
 static int lookups_in(gw_job_t *job, mongoc_collection_t *coll, lookup_round_t *r)
 {
-    bson_error_t berr;
     gw_lookup_t **byk = malloc(r->n * sizeof(*byk));
     const char **keys = malloc(r->n * sizeof(*keys));
     if (byk == NULL || keys == NULL) {
@@ -179,11 +185,15 @@ static int lookups_in(gw_job_t *job, mongoc_collection_t *coll, lookup_round_t *
     const bson_t *doc;
     bson_iter_t it;
     while (mongoc_cursor_next(cur, &doc)) {
-        if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_UTF8(&it))
-            mark_found(byk, n, bson_iter_utf8(&it, NULL));
+        if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_UTF8(&it))
+            continue;
+        /* Every lookup of that member (two devices may ask alike). */
+        const char *id = bson_iter_utf8(&it, NULL);
+        for (size_t i = gw_first_of(keys, n, sizeof(*keys), id); i < n && strcmp(keys[i], id) == 0;
+             i++)
+            byk[i]->member = 1;
     }
-    int rc = mongoc_cursor_error(cur, &berr) ? chat_mongo_error(&job->err, &berr, "membership") : 0;
-    mongoc_cursor_destroy(cur);
+    int rc = gw_cursor_end(job, cur, "membership", 0);
     bson_destroy(opts);
     bson_destroy(&filter);
     free(byk);

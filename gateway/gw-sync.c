@@ -194,34 +194,9 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The first of n elements sorted by name (a string, their first member)
- * whose name is not less than key; n if none. */
-static size_t first_of(const void *base, size_t n, size_t size, const char *key)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(*(const char *const *)((const char *)base + mid * size), key) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 static int cmp_named(const void *a, const void *b)
 {
     return strcmp(((const named_t *)a)->name, ((const named_t *)b)->name);
-}
-
-/* Ends a find: returns rc, or the cursor's error if rc is 0. */
-static int cursor_end(gw_job_t *job, mongoc_cursor_t *cur, const char *what, int rc)
-{
-    bson_error_t berr;
-    if (rc == 0 && mongoc_cursor_error(cur, &berr))
-        rc = chat_mongo_error(&job->err, &berr, what);
-    mongoc_cursor_destroy(cur);
-    return rc;
 }
 
 /* 1. The conversations of every user whose sync starts in this round. */
@@ -253,7 +228,7 @@ static int round_convs(round_t *r, mongoc_client_t *client)
         const char *conv = utf8_field(doc, "conv", NULL);
         if (user == NULL || conv == NULL)
             continue;
-        for (size_t i = first_of(r->by_user, n, sizeof(r->by_user[0]), user);
+        for (size_t i = gw_first_of(r->by_user, n, sizeof(r->by_user[0]), user);
              i < n && rc == 0 && strcmp(r->by_user[i].name, user) == 0; i++) {
             gw_sync_t *s = r->by_user[i].s;
             if (s->nconvs == s->cap) {
@@ -272,7 +247,7 @@ static int round_convs(round_t *r, mongoc_client_t *client)
                 s->nconvs++;
         }
     }
-    rc = cursor_end(job, cur, "sync: conversations", rc);
+    rc = gw_cursor_end(job, cur, "sync: conversations", rc);
     mongoc_collection_destroy(coll);
     bson_destroy(opts);
     bson_destroy(&filter);
@@ -420,14 +395,14 @@ static int round_pages(round_t *r, mongoc_client_t *client)
              * in the same round); a band may bring rows outside a clause's
              * range, which no sync takes. */
             int built = 0;
-            for (size_t i = first_of(r->order, r->ncl, sizeof(r->order[0]), conv);
+            for (size_t i = gw_first_of(r->order, r->ncl, sizeof(r->order[0]), conv);
                  i < r->ncl && strcmp(r->order[i].conv, conv) == 0; i++) {
                 const clause_t *c = &r->cl[r->order[i].k];
                 if (seq > c->lo && seq <= c->hi)
                     take(r, r->order[i].k, seq, doc, &built);
             }
         }
-        rc = cursor_end(job, cur, "sync: messages", rc);
+        rc = gw_cursor_end(job, cur, "sync: messages", rc);
         mongoc_collection_destroy(coll);
         bson_destroy(opts);
         bson_destroy(&filter);
@@ -506,13 +481,13 @@ static int round_receipts(round_t *r, mongoc_client_t *client)
             const char *user = utf8_field(doc, "user", NULL);
             if (conv == NULL || user == NULL)
                 continue;
-            for (size_t i = first_of(pairs, n, sizeof(*pairs), conv);
+            for (size_t i = gw_first_of(pairs, n, sizeof(*pairs), conv);
                  i < n && strcmp(pairs[i].name, conv) == 0; i++) {
                 if (strcmp(pairs[i].s->user, user) != 0)
                     receipt_frames(r, pairs[i].s, doc);
             }
         }
-        rc = cursor_end(job, cur, "sync: receipts", rc);
+        rc = gw_cursor_end(job, cur, "sync: receipts", rc);
         bson_destroy(&filter);
     }
     mongoc_collection_destroy(coll);
