@@ -10,6 +10,9 @@
 #   scripts/stack.sh down      stop all three (data is kept)
 #   scripts/stack.sh status    say what runs and whether it answers
 #   scripts/stack.sh wipe      down, then delete data and logs
+#   scripts/stack.sh lag GROUP print how many events of the topic consumer
+#                              group GROUP has not yet committed (its
+#                              consumers commit once a batch is stored)
 #
 # Every command is idempotent. Settings come from the environment:
 #   CHAT_STACK_DIR     data, logs and pid files  (default: <repo>/.local/stack)
@@ -320,11 +323,24 @@ cmd_status() {
   return $ok
 }
 
+# The events of $TOPIC that GROUP has not committed yet, over all its
+# partitions (a partition without a committed offset counts from 0).
+cmd_lag() {
+  local group=${1:?usage: stack.sh lag GROUP}
+  kafka_java org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
+    --bootstrap-server "127.0.0.1:$KAFKA_PORT" --describe --group "$group" 2>/dev/null |
+    awk -v topic="$TOPIC" '$2 == topic && $3 ~ /^[0-9]+$/ && $5 ~ /^[0-9]+$/ {
+        n++; lag += $5 - ($4 ~ /^[0-9]+$/ ? $4 : 0) }
+      END { if (n == 0) exit 1; print lag }' ||
+    die "no offsets of group $group on topic $TOPIC"
+}
+
 case "${1:-}" in
   install) cmd_install ;;
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
   wipe) cmd_down; rm -rf "$STACK_DIR" ;;
-  *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  lag) shift; cmd_lag "$@" ;;
+  *) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

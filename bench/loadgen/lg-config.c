@@ -46,6 +46,10 @@ static const chat_conf_entry_t table[] = {
                         "seconds the storm may take before it counts as failed"),
     CHAT_CONF_INT_ENTRY(T, storm_concurrency, "0", 0, 10000000,
                         "storm reconnects in progress at once per process (0: all)"),
+    CHAT_CONF_STR_ENTRY(T, storm_settle, "",
+                        "a command (sh -c) run once every missed message is acknowledged; the "
+                        "reconnect is ordered when it exits 0 (say, once the consumers have "
+                        "stored everything), and its time is reported"),
     CHAT_CONF_BOOL_ENTRY(T, receipts, "false",
                          "receivers send delivered receipts; measure send to receipt"),
     CHAT_CONF_INT_ENTRY(T, connect_concurrency, "512", 1, 1000000,
@@ -193,6 +197,8 @@ int lg_config_load(lg_config_t *cfg, lg_plan_t *plan, int argc, char **argv, cha
     }
     if (cfg->idle && cfg->storm)
         return chat_error_set(err, CHAT_EINVAL, "idle and storm do not go together");
+    if (cfg->storm_settle[0] != '\0' && !cfg->storm)
+        return chat_error_set(err, CHAT_EINVAL, "storm_settle needs storm");
     if (cfg->idle && cfg->receipts)
         return chat_error_set(err, CHAT_EINVAL, "idle sends nothing to acknowledge (receipts)");
     return 0;

@@ -36,6 +36,7 @@ typedef struct lg_config_s {
     int64_t storm_missed;
     int64_t storm_timeout;
     int64_t storm_concurrency;
+    const char *storm_settle;
     int receipts;
     int64_t connect_concurrency;
     int64_t connect_timeout;

@@ -196,6 +196,9 @@ void lg_report_print(const lg_report_t *r, const lg_config_t *cfg, const lg_plan
                 (unsigned long long)c->storm_acked, (unsigned long long)c->storm_reconnected,
                 (unsigned long long)c->storm_synced, (unsigned long long)c->storm_sync_frames,
                 (unsigned long long)c->storm_caught_up, (unsigned long long)c->storm_retries);
+        if (cfg->storm_settle[0] != '\0')
+            fprintf(out, "   settled (--storm-settle) %.1f s after the last missed message\n",
+                    (double)t->settle_us / 1e6);
         fprintf(out, "   all synced and caught up after %.3f s%s\n", (double)t->storm_us / 1e6,
                 c->storm_incomplete ? " -- NOT FINISHED within storm_timeout" : "");
     }
@@ -349,6 +352,7 @@ int lg_report_write_json(const lg_report_t *r, const lg_config_t *cfg, const lg_
     json_object_set_new(times, "measured_s", json_real((double)r->t.measure_us / 1e6));
     json_object_set_new(times, "drain_s", json_real((double)r->t.drain_us / 1e6));
     json_object_set_new(times, "storm_s", json_real((double)r->t.storm_us / 1e6));
+    json_object_set_new(times, "settle_s", json_real((double)r->t.settle_us / 1e6));
     json_object_set_new(times, "loadgen_cpu_user_s", json_real((double)r->t.cpu_user_us / 1e6));
     json_object_set_new(times, "loadgen_cpu_sys_s", json_real((double)r->t.cpu_sys_us / 1e6));
     json_object_set_new(times, "loadgen_maxrss_kib", json_integer((json_int_t)r->t.maxrss_kib));

@@ -107,6 +107,7 @@ typedef struct lg_times_s {
     uint64_t drain_us;       /* longest drain */
     uint64_t storm_us;       /* longest storm of a process, from the reconnect order */
     uint64_t storm_done_abs; /* monotonic us when the last process's storm ended */
+    uint64_t settle_us;      /* the storm's settle command, until it exited */
     uint64_t cpu_user_us;    /* the load generator's own CPU, all processes */
     uint64_t cpu_sys_us;
     uint64_t maxrss_kib; /* sum of the processes' peak resident memory */

@@ -170,6 +170,66 @@ static int spawn(child_t *kids, uint32_t n, const lg_config_t *cfg, const lg_pla
     return 0;
 }
 
+/* The storm's settle command (--storm-settle), run with sh -c once every
+ * missed message is acknowledged: the reconnect is ordered when it exits.
+ * It runs beside the poll loop (the children's progress must still be
+ * read, or they would block on a full pipe). */
+typedef struct settle_s {
+    pid_t pid;
+    int done;
+    int ok;
+    uint64_t start_us;
+    uint64_t took_us;
+} settle_t;
+
+/* Starts the command, or sees whether it has ended. Returns 1 once it has
+ * (s->ok says how), 0 while it runs. With no command: 1, ok, at once. */
+static int settle_step(settle_t *s, const char *cmd, const child_t *kids, uint32_t n)
+{
+    if (s->done)
+        return 1;
+    if (cmd[0] == '\0') {
+        s->done = s->ok = 1;
+        return 1;
+    }
+    if (s->pid == 0) {
+        fprintf(stderr, "chat-loadgen: storm: missed messages sent; settling first: %s\n", cmd);
+        s->start_us = mono_us();
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            for (uint32_t i = 0; i < n; i++) {
+                close(kids[i].up);
+                close(kids[i].down);
+            }
+            execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+            _exit(127);
+        }
+        if (pid < 0) {
+            CHAT_ERROR("fork: %s", strerror(errno));
+            s->done = 1;
+            return 1;
+        }
+        s->pid = pid;
+        return 0;
+    }
+    int st = 0;
+    pid_t r = waitpid(s->pid, &st, WNOHANG);
+    if (r == 0)
+        return 0;
+    s->pid = -1;
+    s->done = 1;
+    s->took_us = mono_us() - s->start_us;
+    s->ok = r > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    if (s->ok)
+        fprintf(stderr, "chat-loadgen: storm: settled after %.1f s\n", (double)s->took_us / 1e6);
+    else
+        CHAT_ERROR("storm: the settle command failed (%s %d)",
+                   r > 0 && WIFEXITED(st) ? "exit" : "signal",
+                   r > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : (r > 0 ? WTERMSIG(st) : -1));
+    return 1;
+}
+
 static void print_plan(const lg_config_t *cfg, const lg_plan_t *plan)
 {
     fprintf(stderr,
@@ -218,6 +278,7 @@ int main(int argc, char **argv)
     int failed = spawn(kids, n, &cfg, &plan) != 0;
     uint64_t start_us = mono_us(), last_print = start_us, storm_order_us = 0;
     int told_go = 0, told_storm = 0, told_stop = 0;
+    settle_t settle = {0, 0, 0, 0, 0};
     lg_counts_t prev;
     memset(&prev, 0, sizeof(prev));
 
@@ -235,7 +296,12 @@ int main(int argc, char **argv)
             tell_all(kids, n, LG_DOWN_GO);
             told_go = 1;
         }
-        if (!told_storm && storm_ready == n) {
+        if (!told_storm && storm_ready == n && !told_stop &&
+            settle_step(&settle, cfg.storm_settle, kids, n)) {
+            if (!settle.ok) {
+                failed = 1;
+                break;
+            }
             fprintf(stderr, "chat-loadgen: storm: everyone away, missed messages sent; "
                             "reconnecting all at once\n");
             storm_order_us = mono_us();
@@ -278,6 +344,10 @@ int main(int argc, char **argv)
         }
     }
 
+    if (settle.pid > 0) { /* interrupted while settling */
+        kill(settle.pid, SIGTERM);
+        waitpid(settle.pid, NULL, 0);
+    }
     if (failed) {
         for (uint32_t i = 0; i < n; i++) {
             if (kids[i].pid > 0)
@@ -311,6 +381,7 @@ int main(int argc, char **argv)
         lg_report_merge(&total, kids[i].rep);
     if (told_storm && total.t.storm_done_abs > storm_order_us)
         total.t.storm_us = total.t.storm_done_abs - storm_order_us;
+    total.t.settle_us = settle.took_us;
     lg_machine_probe(&machine);
     lg_report_print(&total, &cfg, &plan, &machine, stdout);
     fflush(stdout);
