@@ -19,8 +19,9 @@
 #   BENCH_STORE        FerretDB's backend: sqlite (default, as the tests and the
 #                      dev stack) or postgresql (a private PostgreSQL cluster on
 #                      BENCH_PG_PORT, default 26128; scripts/stack.sh)
-#   BENCH_MONGO_OPTIONS URI options for the gateways' and consumers' store
-#                      client (say socketTimeoutMS=3600000; default none)
+#   BENCH_GATEWAY_MONGO_OPTIONS  URI options for the gateways' store client
+#                      (say socketTimeoutMS=3600000; default none). The
+#                      consumers keep their own bounded timeouts.
 set -euo pipefail
 
 BENCH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -177,7 +178,7 @@ bench_gateway() {
   shift 2
   setsid "$BENCH_BUILD/gateway/chat-gateway" --port "$port" --gateway-id "$name" \
     --jwt-secret "$BENCH_SECRET" --kafka-brokers "$BENCH_BROKERS" --topic "${BENCH_TOPIC:-bench.events}" \
-    --redis-port "$BENCH_REDIS_PORT" --mongo-uri "mongodb://127.0.0.1:$BENCH_MONGO_PORT/${BENCH_DB:-bench}${BENCH_MONGO_OPTIONS:+?$BENCH_MONGO_OPTIONS}" \
+    --redis-port "$BENCH_REDIS_PORT" --mongo-uri "mongodb://127.0.0.1:$BENCH_MONGO_PORT/${BENCH_DB:-bench}${BENCH_GATEWAY_MONGO_OPTIONS:+?$BENCH_GATEWAY_MONGO_OPTIONS}" \
     --member-cache-s 3600 --msg-rate 100000 --msg-burst 100000 --conn-rate 100000 \
     --conn-burst 100000 --backlog 65535 --log-level warn "$@" \
     >>"$BENCH_LOGS/$name.log" 2>&1 </dev/null &
@@ -197,7 +198,7 @@ bench_consumer() {
   setsid "$BENCH_BUILD/consumer/chat-consumer" --consumer-id "$name" --kafka-brokers "$BENCH_BROKERS" \
     --topic "${BENCH_TOPIC:-bench.events}" --dlq-topic "${BENCH_TOPIC:-bench.events}.dlq" \
     --group "${BENCH_GROUP:-bench-consumers}" --redis-port "$BENCH_REDIS_PORT" \
-    --mongo-uri "mongodb://127.0.0.1:$BENCH_MONGO_PORT/${BENCH_DB:-bench}${BENCH_MONGO_OPTIONS:+?$BENCH_MONGO_OPTIONS}" --log-level info "$@" \
+    --mongo-uri "mongodb://127.0.0.1:$BENCH_MONGO_PORT/${BENCH_DB:-bench}" --log-level info "$@" \
     >>"$BENCH_LOGS/$name.log" 2>&1 </dev/null &
   BENCH_PIDS+=($!)
   eval "BENCH_PID_$name=$!"

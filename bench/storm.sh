@@ -19,8 +19,8 @@
 # orders the reconnect as soon as every missed message is acknowledged.
 # Settings: BENCH_STORM_RATE (messages/s while the storm's side is away,
 # default 2000), BENCH_STORM_TIMEOUT_S (1800), BENCH_BATCH_MAX (500),
-# BENCH_STORM_SETTLE (1), BENCH_MONGO_OPTIONS (URI options for the
-# gateways and consumers, say socketTimeoutMS=3600000).
+# BENCH_STORM_SETTLE (1), BENCH_GATEWAY_MONGO_OPTIONS (URI options
+# for the gateways' store client, say socketTimeoutMS=3600000).
 # Results: $BENCH_DIR/results/storm.json and storm.txt.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
