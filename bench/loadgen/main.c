@@ -223,10 +223,12 @@ static int settle_step(settle_t *s, const char *cmd, const child_t *kids, uint32
     s->ok = r > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
     if (s->ok)
         fprintf(stderr, "chat-loadgen: storm: settled after %.1f s\n", (double)s->took_us / 1e6);
+    else if (r < 0)
+        CHAT_ERROR("storm: waiting for the settle command: %s", strerror(errno));
+    else if (WIFEXITED(st))
+        CHAT_ERROR("storm: the settle command failed (exit %d)", WEXITSTATUS(st));
     else
-        CHAT_ERROR("storm: the settle command failed (%s %d)",
-                   r > 0 && WIFEXITED(st) ? "exit" : "signal",
-                   r > 0 && WIFEXITED(st) ? WEXITSTATUS(st) : (r > 0 ? WTERMSIG(st) : -1));
+        CHAT_ERROR("storm: the settle command failed (signal %d)", WTERMSIG(st));
     return 1;
 }
 
