@@ -5,11 +5,9 @@
  * after the write, so that a crash at any point replays, idempotently, what
  * was not committed. See cs-pipeline.h for a batch's steps and cs-source.h
  * for rebalancing. */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "chat-id.h"
 #include "chat-log.h"
@@ -20,35 +18,11 @@
 #include "cs-route.h"
 #include "cs-source.h"
 #include "cs-state.h"
+#include "cs-stop.h"
 #include "cs-store.h"
 
 #define POLL_WAIT_MS   100
 #define STATS_EVERY_MS 10000
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
-
-static volatile sig_atomic_t stopping;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stopping = 1;
-}
-
-/* Sleeps ms milliseconds in short steps, returning early on a signal. */
-static void pause_ms(uint64_t ms)
-{
-    uint64_t end = chat_mono_ms() + ms;
-    while (!stopping && chat_mono_ms() < end) {
-        struct timespec ts = {0, 50 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
-static uint64_t next_backoff(uint64_t ms)
-{
-    return ms == 0 ? BACKOFF_MIN_MS : ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms * 2;
-}
 
 typedef struct owner_s {
     cs_pipeline_t *p;
@@ -86,33 +60,19 @@ static void log_stats(const cs_stats_t *s, const cs_state_t *state)
               cs_state_size(state), (unsigned long long)s->loaded_ahead);
 }
 
-/* The driver logs through ours, at our levels: its own handler prints
- * debug lines (a heartbeat failure every half second while the store is
- * down) whatever log_level says. */
-static void mongoc_log_cb(mongoc_log_level_t level, const char *domain, const char *message,
-                          void *data)
-{
-    (void)data;
-    int ours = level <= MONGOC_LOG_LEVEL_CRITICAL  ? CHAT_LOG_ERROR
-               : level == MONGOC_LOG_LEVEL_WARNING ? CHAT_LOG_WARN
-               : level <= MONGOC_LOG_LEVEL_INFO    ? CHAT_LOG_INFO
-                                                   : CHAT_LOG_DEBUG;
-    CHAT_LOG(ours, "mongoc %s: %s", domain, message);
-}
-
 /* Waits for the store and creates its indexes; the store may start after
  * us. Returns 0, or CHAT_ECLOSED when asked to stop first. */
 static int prepare_store(cs_store_t *store)
 {
     chat_error_t err;
     uint64_t backoff = 0;
-    while (!stopping) {
+    while (!cs_stopping()) {
         if (cs_store_prepare(store, &err) == 0)
             return 0;
-        backoff = next_backoff(backoff);
+        backoff = cs_stop_backoff(backoff);
         CHAT_WARN("store %s: %s; retrying in %llu ms", cs_store_db(store), err.message,
                   (unsigned long long)backoff);
-        pause_ms(backoff);
+        cs_stop_pause_ms(backoff);
     }
     return CHAT_ECLOSED;
 }
@@ -130,7 +90,7 @@ static int run(const cs_config_t *cfg, cs_source_t *src, cs_pipeline_t *p, cs_st
         CHAT_ERROR("out of memory");
         return 1;
     }
-    while (!stopping) {
+    while (!cs_stopping()) {
         cs_source_fill(src, msgs, batch, max, POLL_WAIT_MS, (int)cfg->batch_ms, &have);
         if (have > 0) {
             size_t n = have < batch ? have : batch, done = n;
@@ -148,10 +108,10 @@ static int run(const cs_config_t *cfg, cs_source_t *src, cs_pipeline_t *p, cs_st
                     CHAT_ERROR("cannot rewind a failed batch; exiting without commit so that "
                                "the group replays it");
                     status = 1;
-                    stopping = 1;
+                    cs_stop_request();
                 } else {
-                    backoff = next_backoff(backoff);
-                    pause_ms(backoff);
+                    backoff = cs_stop_backoff(backoff);
+                    cs_stop_pause_ms(backoff);
                 }
             }
             for (size_t i = 0; i < done; i++)
@@ -200,15 +160,8 @@ int main(int argc, char **argv)
         return 2;
     }
     chat_log_init("chat-consumer", chat_log_level_parse(cfg.log_level));
-    mongoc_log_set_handler(mongoc_log_cb, NULL);
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    cs_stop_install();
 
     CHAT_INFO("consumer %s: group %s, topic %s, batch %lld events / %lld ms, route %s the write, "
               "last_seq written after %lld ms, fetches wait %lld ms for %lld bytes",

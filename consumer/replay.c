@@ -16,7 +16,6 @@
  * Routing to live clients is off unless --route; a dry run reads the store
  * but writes nothing and produces nothing, and counts what it would do. */
 #include <ctype.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,14 +32,13 @@
 #include "cs-route.h"
 #include "cs-source.h"
 #include "cs-state.h"
+#include "cs-stop.h"
 #include "cs-store.h"
 
-#define POLL_WAIT_MS   100
-#define KAFKA_WAIT_MS  10000
-#define RETRIES_MAX    20
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
-#define PARTS_MAX      4096
+#define POLL_WAIT_MS  100
+#define KAFKA_WAIT_MS 10000
+#define RETRIES_MAX   20
+#define PARTS_MAX     4096
 
 typedef struct rp_config_s {
     const char *kafka_brokers;
@@ -96,34 +94,6 @@ typedef struct rp_part_s {
     int64_t applied;    /* next offset to apply */
     int done;
 } rp_part_t;
-
-static volatile sig_atomic_t stopping;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stopping = 1;
-}
-
-static void pause_ms(uint64_t ms)
-{
-    uint64_t end = chat_mono_ms() + ms;
-    while (!stopping && chat_mono_ms() < end) {
-        struct timespec ts = {0, 50 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
-static void mongoc_log_cb(mongoc_log_level_t level, const char *domain, const char *message,
-                          void *data)
-{
-    (void)data;
-    int ours = level <= MONGOC_LOG_LEVEL_CRITICAL  ? CHAT_LOG_ERROR
-               : level == MONGOC_LOG_LEVEL_WARNING ? CHAT_LOG_WARN
-               : level <= MONGOC_LOG_LEVEL_INFO    ? CHAT_LOG_INFO
-                                                   : CHAT_LOG_DEBUG;
-    CHAT_LOG(ours, "mongoc %s: %s", domain, message);
-}
 
 /* Parses a non-negative decimal integer filling all of s. Returns 0 or
  * CHAT_EINVAL. */
@@ -426,7 +396,7 @@ static int replay(rp_run_t *run)
         CHAT_ERROR("out of memory");
         return 1;
     }
-    while (!stopping && !all_done(run->parts, run->n_parts)) {
+    while (!cs_stopping() && !all_done(run->parts, run->n_parts)) {
         size_t n = 0, got;
         cs_source_fill(run->src, msgs, max, max, POLL_WAIT_MS, 5, &n);
         got = n;
@@ -456,12 +426,10 @@ static int replay(rp_run_t *run)
                 if (++failures > RETRIES_MAX || cs_source_rewind(run->src, msgs, n) != 0) {
                     CHAT_ERROR("giving up after %d failed attempts at a batch", failures);
                     status = 1;
-                    stopping = 1;
+                    cs_stop_request();
                 } else {
-                    backoff = backoff == 0                   ? BACKOFF_MIN_MS
-                              : backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-                                                             : backoff * 2;
-                    pause_ms(backoff);
+                    backoff = cs_stop_backoff(backoff);
+                    cs_stop_pause_ms(backoff);
                 }
             }
             for (size_t i = 0; i < n; i++)
@@ -546,15 +514,8 @@ int main(int argc, char **argv)
         return 2;
     }
     chat_log_init("chat-replay", chat_log_level_parse(rc.log_level));
-    mongoc_log_set_handler(mongoc_log_cb, NULL);
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    cs_stop_install();
 
     if (gethostname(host, sizeof(host)) != 0)
         strcpy(host, "replay");

@@ -38,8 +38,7 @@ static void respond_buf(gw_conn_t *conn, int status, chat_buf_t *b)
     gw_http_respond(conn, status, b->data ? b->data : "", b->len);
 }
 
-/* Answers a finished job: out holds a JSON body for 2xx, a message else. */
-static void finish(gw_job_t *job)
+void gw_api_answer(gw_job_t *job)
 {
     gw_conn_t *conn = gw_conn_find(job->gw, job->serial);
     if (conn == NULL)
@@ -243,7 +242,7 @@ static void limit_cb(redisAsyncContext *ac, void *r, void *privdata)
 static int account(gw_conn_t *conn, const char *body, size_t len, int is_login)
 {
     gw_t *gw = conn->gw;
-    gw_job_t *job = gw_job_new(conn, is_login ? login_work : register_work, finish);
+    gw_job_t *job = gw_job_new(conn, is_login ? login_work : register_work, gw_api_answer);
     char addr[64] = "unknown", k1[96], k2[96];
     struct sockaddr_storage ss;
     int sslen = sizeof(ss);
@@ -619,7 +618,7 @@ static void member_change_done(gw_job_t *job)
     if (conn == NULL)
         return;
     if (job->status >= 400) {
-        finish(job);
+        gw_api_answer(job);
         return;
     }
     memset(&ev, 0, sizeof(ev));
@@ -730,7 +729,7 @@ int gw_api_dispatch(gw_conn_t *conn, int method, const char *path, size_t len, c
         return 0;
     }
     if (IS("me"))
-        return submit_or_503(conn, gw_job_new(conn, me_work, finish));
+        return submit_or_503(conn, gw_job_new(conn, me_work, gw_api_answer));
     if (IS("presence")) {
         const char *users = NULL;
         size_t ulen = gw_http_query_param(query, qlen, "users", &users);
@@ -738,7 +737,7 @@ int gw_api_dispatch(gw_conn_t *conn, int method, const char *path, size_t len, c
     }
     if (IS("conversations")) {
         if (method == HTTP_GET)
-            return submit_or_503(conn, gw_job_new(conn, list_work, finish));
+            return submit_or_503(conn, gw_job_new(conn, list_work, gw_api_answer));
         if (method == HTTP_POST) {
             if (gw_store_create_conversation(conn, body, blen) != 0) {
                 gw_http_error(conn, 503, "unavailable", "busy; retry");
@@ -775,7 +774,7 @@ int gw_api_dispatch(gw_conn_t *conn, int method, const char *path, size_t len, c
                                   "before must be a seq >= 1 and limit 1-100");
                     return 0;
                 }
-                job = gw_job_new(conn, history_work, finish);
+                job = gw_job_new(conn, history_work, gw_api_answer);
                 if (job != NULL) {
                     snprintf(job->conv, sizeof(job->conv), "%s", conv);
                     job->n1 = before;

@@ -12,4 +12,10 @@
 int gw_api_dispatch(gw_conn_t *conn, int method, const char *path, size_t len, const char *query,
                     size_t qlen, const char *body, size_t blen);
 
+/* The done of a job that answers a request: answers job->status on the
+ * job's connection, if still open, and resumes it. job->out holds the JSON
+ * body of a 2xx, else the message of an error whose code is job->arg
+ * ("bad_request" when empty); a 5xx logs job->err. */
+void gw_api_answer(gw_job_t *job);
+
 #endif

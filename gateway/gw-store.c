@@ -9,6 +9,7 @@
 #include "chat-error.h"
 #include "chat-log.h"
 #include "chat-mongo.h"
+#include "gw-api.h"
 #include "gw-private.h"
 
 #define MEMBER_CACHE_MAX 200000
@@ -336,6 +337,7 @@ static void create_conv_work(gw_job_t *job)
             continue;
         if (n >= (size_t)job->gw->cfg->group_max || n >= sizeof(members) / sizeof(members[0])) {
             job->status = 413;
+            snprintf(job->arg, sizeof(job->arg), "too_large");
             chat_buf_printf(out, "a group has at most %lld members",
                             (long long)job->gw->cfg->group_max);
             goto done;
@@ -412,6 +414,7 @@ static void create_conv_work(gw_job_t *job)
     }
     if (!ok) {
         job->status = 503;
+        snprintf(job->arg, sizeof(job->arg), "unavailable");
         chat_mongo_error(&job->err, &berr, "create conversation");
         chat_buf_append_str(out, "the store did not answer; retry");
     } else {
@@ -431,27 +434,6 @@ static void create_conv_work(gw_job_t *job)
     mongoc_client_pool_push(job->gw->pool, client);
 done:
     json_decref(root);
-}
-
-static void create_conv_done(gw_job_t *job)
-{
-    gw_conn_t *conn = gw_conn_find(job->gw, job->serial);
-    if (conn == NULL)
-        return;
-    if (job->status >= 400) {
-        char msg[256];
-        snprintf(msg, sizeof(msg), "%.*s", (int)job->out.len, job->out.data ? job->out.data : "");
-        if (job->status == 503)
-            CHAT_WARN("conn %s: %s", conn->id, job->err.message);
-        gw_http_error(conn, job->status,
-                      job->status == 413   ? "too_large"
-                      : job->status == 503 ? "unavailable"
-                                           : "bad_request",
-                      msg);
-    } else {
-        gw_http_respond(conn, job->status, job->out.data, job->out.len);
-    }
-    gw_http_resume(conn);
 }
 
 /* ---- plumbing -------------------------------------------------------------- */
@@ -542,7 +524,7 @@ int gw_store_check_member(gw_conn_t *conn, const char *conv)
 
 int gw_store_create_conversation(gw_conn_t *conn, const char *body, size_t len)
 {
-    gw_job_t *job = gw_job_new(conn, create_conv_work, create_conv_done);
+    gw_job_t *job = gw_job_new(conn, create_conv_work, gw_api_answer);
     if (job == NULL)
         return CHAT_ENOMEM;
     if (chat_buf_append(&job->in, body, len) != 0) {

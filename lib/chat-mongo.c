@@ -2,6 +2,8 @@
 
 #include <pthread.h>
 
+#include "chat-log.h"
+
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 /* The database each pool's URI names, so callers need not parse URIs. */
@@ -12,9 +14,23 @@ static struct {
 } pool_dbs[MAX_POOLS];
 static pthread_mutex_t pool_dbs_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* The driver logs through ours, at our levels: its own handler prints
+ * debug lines (a heartbeat failure every half second while the store is
+ * down) whatever --log-level says. */
+static void log_cb(mongoc_log_level_t level, const char *domain, const char *message, void *data)
+{
+    (void)data;
+    int ours = level <= MONGOC_LOG_LEVEL_CRITICAL  ? CHAT_LOG_ERROR
+               : level == MONGOC_LOG_LEVEL_WARNING ? CHAT_LOG_WARN
+               : level <= MONGOC_LOG_LEVEL_INFO    ? CHAT_LOG_INFO
+                                                   : CHAT_LOG_DEBUG;
+    CHAT_LOG(ours, "mongoc %s: %s", domain, message);
+}
+
 static void do_init(void)
 {
     mongoc_init();
+    mongoc_log_set_handler(log_cb, NULL);
 }
 
 void chat_mongo_global_init(void)

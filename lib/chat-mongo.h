@@ -19,7 +19,8 @@
 
 #define CHAT_MONGO_DUPLICATE_KEY 11000
 
-/* Calls mongoc_init once per process (thread-safe). */
+/* Calls mongoc_init once per process (thread-safe) and sends the driver's
+ * log lines through chat-log, at its levels. */
 void chat_mongo_global_init(void);
 
 /* Creates a client pool on uri with error API 2 and the given app name.

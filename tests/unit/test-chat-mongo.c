@@ -4,7 +4,9 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "chat-log.h"
 #include "chat-mongo.h"
 
 static void test_pool_rejects_invalid_uri(void **state)
@@ -112,6 +114,36 @@ static void test_global_init_twice_is_safe(void **state)
     chat_mongo_global_init();
 }
 
+/* The driver's own log lines go through chat-log, at its levels: at warn a
+ * driver debug line (it prints one per failed heartbeat while the store is
+ * down) is dropped, a warning is written as ours. */
+static void test_driver_logs_at_our_levels(void **state)
+{
+    (void)state;
+    char text[4096];
+    FILE *captured = tmpfile();
+    assert_non_null(captured);
+    chat_mongo_global_init();
+    chat_log_init("test-chat-mongo", CHAT_LOG_WARN);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(fileno(captured), STDERR_FILENO) >= 0);
+    mongoc_log(MONGOC_LOG_LEVEL_DEBUG, "cluster", "heartbeat failed (not to be shown)");
+    mongoc_log(MONGOC_LOG_LEVEL_INFO, "cluster", "an info line (not to be shown)");
+    mongoc_log(MONGOC_LOG_LEVEL_WARNING, "cluster", "a warning to show");
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    chat_log_init("test-chat-mongo", CHAT_LOG_INFO);
+    rewind(captured);
+    size_t n = fread(text, 1, sizeof(text) - 1, captured);
+    text[n] = '\0';
+    fclose(captured);
+    assert_non_null(strstr(text, "mongoc cluster: a warning to show"));
+    assert_null(strstr(text, "not to be shown"));
+}
+
 static int only_dups(const char *json)
 {
     bson_error_t berr;
@@ -154,6 +186,7 @@ int main(void)
         cmocka_unit_test(test_pool_destroy_null_is_noop),
         cmocka_unit_test(test_db_name_of_destroyed_pool_is_forgotten),
         cmocka_unit_test(test_global_init_twice_is_safe),
+        cmocka_unit_test(test_driver_logs_at_our_levels),
     };
     int failed = cmocka_run_group_tests_name("chat-mongo", tests, NULL, NULL);
     mongoc_cleanup();
