@@ -217,11 +217,14 @@ bench_consumers_settled() {
   sleep "${BENCH_SETTLE_S:-5}"
 }
 
+# bench_stop_all: SIGTERM to everything the benchmark started, then up to
+# 60 s each for a clean stop (a consumer writes every lagging last_seq
+# first: about 14 s per 1,000 conversations on FerretDB), then SIGKILL.
 bench_stop_all() {
   local pid
   for pid in "${BENCH_PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${BENCH_PIDS[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -KILL -- "-$pid" 2>/dev/null || true
   done
   BENCH_PIDS=()
