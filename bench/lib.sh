@@ -218,14 +218,21 @@ bench_consumers_settled() {
 }
 
 # bench_stop_all: SIGTERM to everything the benchmark started, then up to
-# 60 s each for a clean stop (a consumer writes every lagging last_seq
-# first: about 14 s per 1,000 conversations on FerretDB), then SIGKILL.
+# 60 s each for a clean stop, then SIGKILL. A consumer first writes every
+# lagging last_seq: about 14 s per 1,000 conversations on FerretDB, and
+# minutes after a large storm (thousands lagging, each update a scan of
+# the conversations); killing it then is safe, the stack is discarded.
 bench_stop_all() {
   local pid
   for pid in "${BENCH_PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${BENCH_PIDS[@]}"; do
     for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL -- "-$pid" 2>/dev/null || true
+    if kill -0 "$pid" 2>/dev/null; then
+      blog "pid $pid ($(ps -o args= -p "$pid" 2>/dev/null | cut -c1-60)) still stopping after 60 s: killed"
+      kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
+    # Reaped here, so that the shell does not print the kill as if it were a failure.
+    wait "$pid" 2>/dev/null || true
   done
   BENCH_PIDS=()
 }
