@@ -217,23 +217,28 @@ bench_consumers_settled() {
   sleep "${BENCH_SETTLE_S:-5}"
 }
 
+# bench_reap PID SECONDS: waits up to SECONDS for PID (a session leader
+# already sent SIGTERM) to stop, then SIGKILLs its session and says so.
+# Reaped here, so that the shell does not print the kill as a failure.
+bench_reap() {
+  local _
+  for _ in $(seq 1 $(($2 * 5))); do kill -0 "$1" 2>/dev/null || break; sleep 0.2; done
+  if kill -0 "$1" 2>/dev/null; then
+    blog "pid $1 ($(ps -o args= -p "$1" 2>/dev/null | cut -c1-60)) still stopping after $2 s: killed"
+    kill -KILL -- "-$1" 2>/dev/null || true
+  fi
+  wait "$1" 2>/dev/null || true
+}
+
 # bench_stop_all: SIGTERM to everything the benchmark started, then up to
-# 60 s each for a clean stop, then SIGKILL. A consumer first writes every
-# lagging last_seq: about 14 s per 1,000 conversations on FerretDB, and
-# minutes after a large storm (thousands lagging, each update a scan of
-# the conversations); killing it then is safe, the stack is discarded.
+# 60 s each for a clean stop. A consumer first writes every lagging
+# last_seq: about 14 s per 1,000 conversations on FerretDB, and minutes
+# after a large storm (thousands lagging, each update a scan of the
+# conversations); killing it then is safe, the stack is discarded.
 bench_stop_all() {
   local pid
   for pid in "${BENCH_PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${BENCH_PIDS[@]}"; do
-    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    if kill -0 "$pid" 2>/dev/null; then
-      blog "pid $pid ($(ps -o args= -p "$pid" 2>/dev/null | cut -c1-60)) still stopping after 60 s: killed"
-      kill -KILL -- "-$pid" 2>/dev/null || true
-    fi
-    # Reaped here, so that the shell does not print the kill as if it were a failure.
-    wait "$pid" 2>/dev/null || true
-  done
+  for pid in "${BENCH_PIDS[@]}"; do bench_reap "$pid" 60; done
   BENCH_PIDS=()
 }
 
@@ -241,8 +246,7 @@ bench_stop_all() {
 # for a clean stop, then SIGKILL.
 bench_stop_pid() {
   kill -TERM -- "-$1" 2>/dev/null || kill -TERM "$1" 2>/dev/null || return 0
-  for _ in $(seq 1 600); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.2; done
-  kill -KILL -- "-$1" 2>/dev/null || true
+  bench_reap "$1" 120
 }
 
 # The processes of a gateway: its parent and its workers (same session).
