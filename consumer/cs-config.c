@@ -6,6 +6,7 @@
 
 #include "chat-config.h"
 #include "chat-log.h"
+#include "cs-store.h"
 
 #define E_INT(f, d, lo, hi, h) CHAT_CONF_INT_ENTRY(cs_config_t, f, d, lo, hi, h)
 #define E_STR(f, d, h)         CHAT_CONF_STR_ENTRY(cs_config_t, f, d, h)
@@ -34,6 +35,8 @@ static const chat_conf_entry_t table[] = {
     E_INT(fetch_wait_ms, "10", 0, 1000,
           "how long the broker may hold a fetch to gather fetch_min_bytes (latency at low rates)"),
     E_INT(fetch_min_bytes, "65536", 1, 16777216, "bytes a fetch waits for, up to fetch_wait_ms"),
+    E_INT(store_lanes, "2", 1, CS_STORE_LANES_MAX,
+          "connections the event inserts of a batch use at once (by conversation)"),
     E_STR(log_level, "info", "error, warn, info or debug"),
 };
 

@@ -26,6 +26,7 @@ typedef struct cs_config_s {
     int64_t last_seq_ms;
     int64_t fetch_wait_ms;
     int64_t fetch_min_bytes;
+    int64_t store_lanes;
     const char *log_level;
 
     /* Not in the consumer's table (both 0 there): chat-replay sets them.

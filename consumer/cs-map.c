@@ -20,7 +20,7 @@ struct cs_map_s {
 
 /* FNV-1a: ids are short, and this needs no seed to be good enough for keys
  * that come from our own store and Kafka, not from a hostile hash flood. */
-static uint32_t hash_str(const char *s)
+uint32_t cs_map_hash(const char *s)
 {
     uint32_t h = 2166136261u;
     for (; *s; s++) {
@@ -75,7 +75,7 @@ static size_t find(const cs_map_t *map, const char *key, uint32_t h)
 
 void *cs_map_get(const cs_map_t *map, const char *key)
 {
-    size_t i = find(map, key, hash_str(key));
+    size_t i = find(map, key, cs_map_hash(key));
     return map->slots[i].key != NULL ? map->slots[i].value : NULL;
 }
 
@@ -100,7 +100,7 @@ static int grow(cs_map_t *map)
 
 int cs_map_put(cs_map_t *map, const char *key, void *value)
 {
-    uint32_t h = hash_str(key);
+    uint32_t h = cs_map_hash(key);
     size_t i = find(map, key, h);
     if (map->slots[i].key != NULL) {
         map->slots[i].key = key;
@@ -145,7 +145,7 @@ static void delete_at(cs_map_t *map, size_t i)
 
 void *cs_map_remove(cs_map_t *map, const char *key)
 {
-    size_t i = find(map, key, hash_str(key));
+    size_t i = find(map, key, cs_map_hash(key));
     if (map->slots[i].key == NULL)
         return NULL;
     void *value = map->slots[i].value;

@@ -9,6 +9,7 @@
 #define CS_MAP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct cs_map_s cs_map_t;
 
@@ -32,6 +33,10 @@ void *cs_map_remove(cs_map_t *map, const char *key);
 void cs_map_clear(cs_map_t *map);
 
 size_t cs_map_size(const cs_map_t *map);
+
+/* The hash the map uses (FNV-1a; not seeded: keys come from our own store
+ * and Kafka, not from a hostile hash flood). Stable across processes. */
+uint32_t cs_map_hash(const char *s);
 
 /* Calls cb for each entry; an entry for which cb returns non-zero is removed.
  * cb must not otherwise change the map. */

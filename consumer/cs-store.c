@@ -1,10 +1,12 @@
 #include "cs-store.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chat-log.h"
 #include "chat-mongo.h"
+#include "cs-map.h"
 
 enum { B_MESSAGES, B_CHANGES, B_CONVS, B_MARKS, B_COUNT };
 
@@ -34,6 +36,23 @@ typedef struct kind_s {
     size_t in_last; /* writes in bulks[n - 1] */
 } kind_t;
 
+/* One lane of event inserts (see cs_store_new): its own connection, its
+ * ordered bulks, and what executing them gave. Lane 0 is the store's own
+ * client and runs on the caller's thread; each other lane has a thread that
+ * runs its bulks when cs_store_write hands it a round. */
+typedef struct lane_s {
+    cs_store_t *store;
+    mongoc_client_t *client;
+    mongoc_collection_t *messages;
+    kind_t inserts;
+    int todo; /* set by the caller for a round, cleared by the lane */
+    int rc;
+    cs_store_result_t res;
+    chat_error_t err;
+    pthread_t thread;
+    int started;
+} lane_t;
+
 struct cs_store_s {
     mongoc_client_pool_t *pool;
     mongoc_client_t *client; /* popped once: the consumer has one thread */
@@ -41,11 +60,48 @@ struct cs_store_s {
     mongoc_collection_t *messages;
     mongoc_collection_t *conversations;
     mongoc_collection_t *members;
-    kind_t kinds[B_COUNT];
+    kind_t kinds[B_COUNT]; /* B_MESSAGES unused: the lanes hold the inserts */
+    lane_t lanes[CS_STORE_LANES_MAX];
+    size_t n_lanes;
+    /* The lanes' threads wait on go for a new round and the caller on done
+     * until busy (lanes still running) is 0. */
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    uint64_t round;
+    size_t busy;
+    int quit;
+    int sync_made;
     bson_t doc, sel;    /* reused for every queued write; the bulk copies them */
     const char **names; /* scratch for a conversation's members */
     size_t names_cap;
 };
+
+static void run_lane(lane_t *lane);
+
+static void *lane_main(void *arg)
+{
+    lane_t *lane = arg;
+    cs_store_t *store = lane->store;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&store->mu);
+    for (;;) {
+        while (!store->quit && store->round == seen)
+            pthread_cond_wait(&store->go, &store->mu);
+        if (store->quit)
+            break;
+        seen = store->round;
+        if (!lane->todo)
+            continue;
+        pthread_mutex_unlock(&store->mu);
+        run_lane(lane);
+        pthread_mutex_lock(&store->mu);
+        lane->todo = 0;
+        if (--store->busy == 0)
+            pthread_cond_signal(&store->done);
+    }
+    pthread_mutex_unlock(&store->mu);
+    return NULL;
+}
 
 /* Bounded timeouts matter more than speed here: a store that hangs must
  * fail a batch (which is then retried) well before Kafka's
@@ -98,7 +154,7 @@ static char *uri_with_defaults(const char *uri_str, char *db, size_t dbsize, cha
     return out;
 }
 
-cs_store_t *cs_store_new(const char *uri, const char *appname, chat_error_t *err)
+cs_store_t *cs_store_new(const char *uri, const char *appname, int lanes, chat_error_t *err)
 {
     cs_store_t *store = calloc(1, sizeof(*store));
     char *full = NULL;
@@ -108,18 +164,43 @@ cs_store_t *cs_store_new(const char *uri, const char *appname, chat_error_t *err
     }
     bson_init(&store->doc);
     bson_init(&store->sel);
+    if (lanes < 1 || lanes > CS_STORE_LANES_MAX) {
+        chat_error_set(err, CHAT_ERANGE, "store: %d lanes (1 to %d)", lanes, CS_STORE_LANES_MAX);
+        goto fail;
+    }
     if ((full = uri_with_defaults(uri, store->db, sizeof(store->db), err)) == NULL)
         goto fail;
     if ((store->pool = chat_mongo_pool_new(full, appname, err)) == NULL)
         goto fail;
     free(full);
     full = NULL;
+    if (pthread_mutex_init(&store->mu, NULL) != 0 || pthread_cond_init(&store->go, NULL) != 0 ||
+        pthread_cond_init(&store->done, NULL) != 0) {
+        chat_error_set(err, CHAT_ENOMEM, "store: cannot make the lanes' locks");
+        goto fail;
+    }
+    store->sync_made = 1;
     /* Pop never connects; the first command does, and fails within the
      * timeouts above while the server is down. */
     store->client = mongoc_client_pool_pop(store->pool);
     store->messages = mongoc_client_get_collection(store->client, store->db, "messages");
     store->conversations = mongoc_client_get_collection(store->client, store->db, "conversations");
     store->members = mongoc_client_get_collection(store->client, store->db, "members");
+    store->lanes[0].store = store;
+    store->lanes[0].messages = store->messages;
+    for (int i = 1; i < lanes; i++) {
+        lane_t *lane = &store->lanes[i];
+        lane->store = store;
+        lane->client = mongoc_client_pool_pop(store->pool);
+        lane->messages = mongoc_client_get_collection(lane->client, store->db, "messages");
+        store->n_lanes = (size_t)i + 1;
+        if (pthread_create(&lane->thread, NULL, lane_main, lane) != 0) {
+            chat_error_set(err, CHAT_ENOMEM, "store: cannot start lane %d's thread", i);
+            goto fail;
+        }
+        lane->started = 1;
+    }
+    store->n_lanes = (size_t)lanes;
     return store;
 fail:
     free(full);
@@ -131,9 +212,32 @@ void cs_store_destroy(cs_store_t *store)
 {
     if (store == NULL)
         return;
+    if (store->sync_made) {
+        pthread_mutex_lock(&store->mu);
+        store->quit = 1;
+        pthread_cond_broadcast(&store->go);
+        pthread_mutex_unlock(&store->mu);
+    }
+    for (size_t i = 1; i < store->n_lanes; i++) {
+        if (store->lanes[i].started)
+            pthread_join(store->lanes[i].thread, NULL);
+    }
     cs_store_write_abort(store);
     for (int which = 0; which < B_COUNT; which++)
         free(store->kinds[which].bulks);
+    for (size_t i = 0; i < store->n_lanes; i++) {
+        lane_t *lane = &store->lanes[i];
+        free(lane->inserts.bulks);
+        if (i > 0 && lane->messages != NULL)
+            mongoc_collection_destroy(lane->messages);
+        if (lane->client != NULL)
+            mongoc_client_pool_push(store->pool, lane->client);
+    }
+    if (store->sync_made) {
+        pthread_mutex_destroy(&store->mu);
+        pthread_cond_destroy(&store->go);
+        pthread_cond_destroy(&store->done);
+    }
     if (store->messages != NULL)
         mongoc_collection_destroy(store->messages);
     if (store->conversations != NULL)
@@ -362,12 +466,10 @@ int cs_store_find_targets(cs_store_t *store, const char *const *convs, const int
     return rc;
 }
 
-/* Returns the bulk that takes the next write of kind which, starting a new
- * one when the last is full; NULL when out of memory. */
-static mongoc_bulk_operation_t *bulk_for(cs_store_t *store, int which)
+/* Returns the bulk of k (on coll) that takes the next write, starting a
+ * new one when the last holds chunk writes; NULL when out of memory. */
+static mongoc_bulk_operation_t *bulk_in(kind_t *k, mongoc_collection_t *coll, size_t chunk)
 {
-    kind_t *k = &store->kinds[which];
-    size_t chunk = which == B_MESSAGES ? CHUNK : CHUNK_UPDATES;
     if (k->n == 0 || k->in_last == chunk) {
         if (k->n == k->cap) {
             size_t cap = k->cap ? k->cap * 2 : 8;
@@ -377,9 +479,6 @@ static mongoc_bulk_operation_t *bulk_for(cs_store_t *store, int which)
             k->bulks = b;
             k->cap = cap;
         }
-        mongoc_collection_t *coll = which == B_MESSAGES || which == B_CHANGES ? store->messages
-                                    : which == B_CONVS                        ? store->conversations
-                                                                              : store->members;
         bson_t *opts = BCON_NEW("ordered", BCON_BOOL(true));
         k->bulks[k->n++] = mongoc_collection_create_bulk_operation_with_opts(coll, opts);
         k->in_last = 0;
@@ -387,6 +486,20 @@ static mongoc_bulk_operation_t *bulk_for(cs_store_t *store, int which)
     }
     k->in_last++;
     return k->bulks[k->n - 1];
+}
+
+/* The bulk that takes the next update of kind which (not B_MESSAGES). */
+static mongoc_bulk_operation_t *bulk_for(cs_store_t *store, int which)
+{
+    mongoc_collection_t *coll = which == B_CHANGES ? store->messages
+                                : which == B_CONVS ? store->conversations
+                                                   : store->members;
+    return bulk_in(&store->kinds[which], coll, CHUNK_UPDATES);
+}
+
+size_t cs_store_lane(const cs_store_t *store, const char *conv)
+{
+    return store->n_lanes > 1 ? cs_map_hash(conv) % store->n_lanes : 0;
 }
 
 int cs_store_add_event(cs_store_t *store, const chat_event_t *ev, int64_t seq, chat_error_t *err)
@@ -430,7 +543,8 @@ int cs_store_add_event(cs_store_t *store, const chat_event_t *ev, int64_t seq, c
     }
     if (ev->type == CHAT_EV_MESSAGE || ev->type == CHAT_EV_EDIT)
         bson_append_utf8(d, "body", 4, ev->body, (int)ev->body_len);
-    mongoc_bulk_operation_t *bulk = bulk_for(store, B_MESSAGES);
+    lane_t *lane = &store->lanes[cs_store_lane(store, ev->conv)];
+    mongoc_bulk_operation_t *bulk = bulk_in(&lane->inserts, lane->messages, CHUNK);
     if (bulk == NULL)
         return chat_error_set(err, CHAT_ENOMEM, "event %s: out of memory", ev->id);
     if (!mongoc_bulk_operation_insert_with_opts(bulk, d, NULL, &berr))
@@ -625,15 +739,70 @@ static int run_bulk(mongoc_bulk_operation_t *bulk, const char *what, cs_store_re
     return rc;
 }
 
+/* Executes lane's inserts in turn until one fails. */
+static void run_lane(lane_t *lane)
+{
+    memset(&lane->res, 0, sizeof(lane->res));
+    lane->rc = 0;
+    lane->err.code = 0;
+    lane->err.message[0] = '\0';
+    for (size_t i = 0; i < lane->inserts.n && lane->rc == 0; i++)
+        lane->rc = run_bulk(lane->inserts.bulks[i], "insert events", &lane->res, &lane->err);
+}
+
+/* Runs every lane's inserts at once (lane 0 on this thread) and waits for
+ * all of them. Returns 0, or the error of a failed lane (CHAT_EMONGO before
+ * CHAT_EDUP, which only asks for a careful rerun) in err; res sums them. */
+static int write_lanes(cs_store_t *store, cs_store_result_t *res, chat_error_t *err)
+{
+    size_t others = 0;
+    if (store->n_lanes > 1) {
+        pthread_mutex_lock(&store->mu);
+        for (size_t i = 1; i < store->n_lanes; i++) {
+            lane_t *lane = &store->lanes[i];
+            lane->todo = lane->inserts.n > 0;
+            others += (size_t)lane->todo;
+        }
+        if (others > 0) {
+            store->busy = others;
+            store->round++;
+            pthread_cond_broadcast(&store->go);
+        }
+        pthread_mutex_unlock(&store->mu);
+    }
+    run_lane(&store->lanes[0]);
+    if (others > 0) {
+        pthread_mutex_lock(&store->mu);
+        while (store->busy > 0)
+            pthread_cond_wait(&store->done, &store->mu);
+        pthread_mutex_unlock(&store->mu);
+    }
+    int rc = 0;
+    for (size_t i = 0; i < store->n_lanes; i++) {
+        lane_t *lane = &store->lanes[i];
+        if (lane->inserts.n == 0)
+            continue;
+        res->inserted += lane->res.inserted;
+        res->dup_id += lane->res.dup_id;
+        res->dup_seq += lane->res.dup_seq;
+        res->dup_unknown += lane->res.dup_unknown;
+        if (lane->rc != 0 && (rc == 0 || (rc == CHAT_EDUP && lane->rc != CHAT_EDUP))) {
+            rc = lane->rc;
+            *err = lane->err;
+        }
+    }
+    return rc;
+}
+
 int cs_store_write(cs_store_t *store, cs_store_result_t *res, chat_error_t *err)
 {
     static const char *const names[B_COUNT] = {"insert events", "change messages",
                                                "update conversations", "update members"};
-    int rc = 0;
     memset(res, 0, sizeof(*res));
     /* In this order: an edit may change a message inserted in this batch,
      * and the denormalised last_seq must never run ahead of the messages. */
-    for (int which = 0; which < B_COUNT && rc == 0; which++) {
+    int rc = write_lanes(store, res, err);
+    for (int which = B_MESSAGES + 1; which < B_COUNT && rc == 0; which++) {
         kind_t *k = &store->kinds[which];
         for (size_t i = 0; i < k->n && rc == 0; i++)
             rc = run_bulk(k->bulks[i], names[which], res, err);
@@ -642,13 +811,18 @@ int cs_store_write(cs_store_t *store, cs_store_result_t *res, chat_error_t *err)
     return rc;
 }
 
+static void kind_abort(kind_t *k)
+{
+    for (size_t i = 0; i < k->n; i++)
+        mongoc_bulk_operation_destroy(k->bulks[i]);
+    k->n = 0;
+    k->in_last = 0;
+}
+
 void cs_store_write_abort(cs_store_t *store)
 {
-    for (int which = 0; which < B_COUNT; which++) {
-        kind_t *k = &store->kinds[which];
-        for (size_t i = 0; i < k->n; i++)
-            mongoc_bulk_operation_destroy(k->bulks[i]);
-        k->n = 0;
-        k->in_last = 0;
-    }
+    for (size_t i = 0; i < store->n_lanes; i++)
+        kind_abort(&store->lanes[i].inserts);
+    for (int which = 0; which < B_COUNT; which++)
+        kind_abort(&store->kinds[which]);
 }

@@ -1,14 +1,16 @@
 /* The consumer's MongoDB reads and writes (collections in lib/chat-mongo.h).
  *
  * Reads are one query per kind per batch ($in over the batch's ids). Writes
- * are gathered during a batch and executed by cs_store_write as one ordered
- * bulk per kind: message inserts, then edits and deletes of messages, then
- * conversations, then members. Ordered, because a batch may add and remove
- * the same member, and because a failed insert must leave a prefix (see
- * cs_store_write). Every write is idempotent when replayed in order.
+ * are gathered during a batch and executed by cs_store_write as ordered
+ * bulks per kind: event inserts (in lanes, by conversation), then edits and
+ * deletes of messages, then conversations, then members. Ordered, because a
+ * batch may add and remove the same member, and because a failed insert
+ * must leave each conversation a prefix (see cs_store_write). Every write is idempotent when
+ * replayed in order.
  *
- * Every call blocks the calling thread (the consumer has one); timeouts are
- * bounded by the options cs_store_new puts on the URI. */
+ * Every call blocks the calling thread (the consumer has one; the store's
+ * insert lanes have their own, see cs_store_new); timeouts are bounded by
+ * the options cs_store_new puts on the URI. */
 #ifndef CS_STORE_H
 #define CS_STORE_H
 
@@ -28,11 +30,27 @@ typedef struct cs_store_result_s {
     int dup_unknown;  /* ... on an index the server did not name (FerretDB) */
 } cs_store_result_t;
 
+/* The most lanes cs_store_new takes. */
+#define CS_STORE_LANES_MAX 8
+
 /* Connects lazily to uri (the database is its path, default "chat"), adding
  * bounded timeouts and majority write concern unless the URI sets them.
- * appname is copied. Returns the store, or NULL with err set (invalid URI,
- * no memory). */
-cs_store_t *cs_store_new(const char *uri, const char *appname, chat_error_t *err);
+ * appname is copied.
+ *
+ * lanes (1 to CS_STORE_LANES_MAX): cs_store_write sends the event inserts
+ * over this many connections at once, each conversation's always in the
+ * same lane (a hash of its id), the other lanes from threads of their own.
+ * A store serves concurrent writers faster than one: FerretDB overlaps the
+ * work of each command around its one writer, MongoDB takes them in
+ * parallel (docs/performance.md, "Persist"). Every other call uses lane
+ * 0's connection on the caller's thread.
+ *
+ * Returns the store, or NULL with err set (invalid URI or lanes, no
+ * memory, no thread). */
+cs_store_t *cs_store_new(const char *uri, const char *appname, int lanes, chat_error_t *err);
+
+/* The lane of conv's inserts, in [0, lanes). */
+size_t cs_store_lane(const cs_store_t *store, const char *conv);
 
 /* Frees the store and any unwritten batch. NULL is a no-op. */
 void cs_store_destroy(cs_store_t *store);
@@ -121,16 +139,20 @@ int cs_store_add_last_seq(cs_store_t *store, const char *conv, int64_t seq, chat
 int cs_store_add_marks(cs_store_t *store, const char *conv, const char *user, int64_t delivered,
                        int64_t read, chat_error_t *err);
 
-/* Executes what was queued, event inserts first. Every kind is sent as
- * ordered bulks of at most 100 writes, one after the other, stopping at the
- * first that fails: the server stops at the first error, so what a failed or
- * interrupted write leaves stored is always a prefix of the batch in seq
- * order, and the retry (which finds that prefix by _id and continues from
- * its highest seq) can neither leave a gap nor reorder. (100, because
- * FerretDB 1.24 honours ordered:true only within 100-document chunks of a
- * command; see CHUNK in cs-store.c.) Returns 0, CHAT_EDUP
- * when a unique index refused a document (res says which), or CHAT_EMONGO;
- * err says what. Everything queued is discarded either way. */
+/* Executes what was queued, event inserts first: each lane's as ordered
+ * bulks of at most 100 inserts, one after the other, stopping at the first
+ * that fails, the lanes at once; then, once every lane has succeeded, the
+ * other kinds in turn, ordered bulks of at most 16. The server stops an
+ * ordered bulk at its first error and a conversation keeps to one lane, so
+ * what a failed or interrupted write leaves stored of each conversation is
+ * always a prefix of its events in the batch, in seq order (another
+ * conversation's may be stored whole), and the retry (which finds what is
+ * stored by _id and continues each conversation from its highest seq) can
+ * neither leave a gap nor reorder. (100, because FerretDB 1.24 honours
+ * ordered:true only within 100-document chunks of a command; see CHUNK in
+ * cs-store.c.) Returns 0, CHAT_EDUP when a unique index refused a document
+ * and no lane failed otherwise (res says which), or CHAT_EMONGO; err says
+ * what. Everything queued is discarded either way. */
 int cs_store_write(cs_store_t *store, cs_store_result_t *res, chat_error_t *err);
 
 /* Discards what was queued. */

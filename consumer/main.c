@@ -173,7 +173,8 @@ int main(int argc, char **argv)
         CHAT_ERROR("out of memory");
         goto out;
     }
-    if ((store = cs_store_new(cfg.mongo_uri, cfg.consumer_id, &err)) == NULL ||
+    if ((store = cs_store_new(cfg.mongo_uri, cfg.consumer_id, (int)cfg.store_lanes, &err)) ==
+            NULL ||
         (route = cs_route_new(cfg.redis_host, (int)cfg.redis_port, &err)) == NULL ||
         (dlq = cs_dlq_new(cfg.kafka_brokers, cfg.dlq_topic, cfg.consumer_id, &err)) == NULL ||
         (p = cs_pipeline_new(&cfg, state, store, route, dlq, &err)) == NULL) {

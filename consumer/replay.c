@@ -58,6 +58,7 @@ typedef struct rp_config_s {
     int64_t progress;
     int64_t group_max;
     int64_t body_max;
+    int64_t store_lanes;
     const char *log_level;
 } rp_config_t;
 
@@ -84,6 +85,8 @@ static const chat_conf_entry_t table[] = {
     E_INT(progress, "5", 0, 86400, "seconds between progress lines (0: none)"),
     E_INT(group_max, "256", 1, 100000, "most members a conversation may have (as the consumer)"),
     E_INT(body_max, "4096", 1, 1048576, "largest message body in bytes (as the consumer)"),
+    E_INT(store_lanes, "2", 1, CS_STORE_LANES_MAX,
+          "connections the event inserts of a batch use at once (as the consumer)"),
     E_STR(log_level, "info", "error, warn, info or debug"),
 };
 
@@ -561,7 +564,7 @@ int main(int argc, char **argv)
         CHAT_ERROR("out of memory");
         goto out;
     }
-    if ((store = cs_store_new(rc.mongo_uri, client_id, &err)) == NULL ||
+    if ((store = cs_store_new(rc.mongo_uri, client_id, (int)rc.store_lanes, &err)) == NULL ||
         (rc.route && (route = cs_route_new(rc.redis_host, (int)rc.redis_port, &err)) == NULL) ||
         (!rc.dry_run &&
          (dlq = cs_dlq_new(rc.kafka_brokers, rc.dlq_topic, client_id, &err)) == NULL) ||
