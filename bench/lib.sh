@@ -191,14 +191,19 @@ bench_gateway() {
   done
 }
 
-# bench_consumer NAME [options...]
+# bench_consumer NAME [options...]: a consumer on the private stack;
+# options override the defaults below. Over SQLite it inserts over one
+# connection (--store-lanes 1): SQLite has one writer, and a second lane
+# only waits for it (docs/operations.md, store_lanes).
 bench_consumer() {
-  local name=$1
+  local name=$1 lanes=2
   shift
+  [ "$BENCH_STORE" = sqlite ] && lanes=1
   setsid "$BENCH_BUILD/consumer/chat-consumer" --consumer-id "$name" --kafka-brokers "$BENCH_BROKERS" \
     --topic "${BENCH_TOPIC:-bench.events}" --dlq-topic "${BENCH_TOPIC:-bench.events}.dlq" \
     --group "${BENCH_GROUP:-bench-consumers}" --redis-port "$BENCH_REDIS_PORT" \
-    --mongo-uri "mongodb://127.0.0.1:$BENCH_MONGO_PORT/${BENCH_DB:-bench}" --log-level info "$@" \
+    --mongo-uri "mongodb://127.0.0.1:$BENCH_MONGO_PORT/${BENCH_DB:-bench}" --store-lanes "$lanes" \
+    --log-level info "$@" \
     >>"$BENCH_LOGS/$name.log" 2>&1 </dev/null &
   BENCH_PIDS+=($!)
   eval "BENCH_PID_$name=$!"

@@ -36,6 +36,9 @@ MONGO_PORT=${CHAT_MONGO_PORT:-27018}
 BROKERS=127.0.0.1:$KAFKA_PORT
 MONGO_URI=mongodb://127.0.0.1:$MONGO_PORT/chat
 GROUP=chat-consumers
+# FerretDB over SQLite has one writer: a consumer's second insert lane only
+# waits for it (docs/operations.md, store_lanes).
+case ${CHAT_STORE_BACKEND:-sqlite} in sqlite) STORE_LANES=1 ;; *) STORE_LANES=2 ;; esac
 GATEWAY_BIN=$BUILD/gateway/chat-gateway
 CONSUMER_BIN=$BUILD/consumer/chat-consumer
 PROGRAMS=(gw1 gw2 c1 c2)
@@ -61,7 +64,7 @@ set_argv() {
     c*)
       ARGV=("$CONSUMER_BIN" --consumer-id "$1" --kafka-brokers "$BROKERS"
         --redis-host 127.0.0.1 --redis-port "$REDIS_PORT" --mongo-uri "$MONGO_URI"
-        --group "$GROUP")
+        --group "$GROUP" --store-lanes "$STORE_LANES")
       ;;
   esac
 }
