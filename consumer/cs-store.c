@@ -55,7 +55,7 @@ typedef struct lane_s {
 
 struct cs_store_s {
     mongoc_client_pool_t *pool;
-    mongoc_client_t *client; /* popped once: the consumer has one thread */
+    mongoc_client_t *client; /* popped once: every read and write but lanes 1.. */
     char db[64];
     mongoc_collection_t *messages;
     mongoc_collection_t *conversations;
