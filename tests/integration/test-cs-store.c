@@ -17,55 +17,23 @@
 #define CONVS  8
 #define EVENTS 30 /* per conversation: over 100 per lane, so several bulks */
 
-typedef struct fixture_s {
-    mongoc_client_pool_t *pool;
-    mongoc_client_t *client;
-    char db[64];
-    char uri[512];
-} fixture_t;
-
-static fixture_t fx;
+static chat_test_db_t fx;
+static mongoc_client_t *client; /* from fx.pool, for the checks */
 
 static int group_setup(void **state)
 {
     (void)state;
-    chat_error_t err = {0};
-    chat_test_unique(fx.db, sizeof(fx.db), "chat_cs_");
-    /* The test's database as the URI's path, the server's options kept. */
-    const char *base = chat_test_mongo_uri();
-    const char *hosts = strstr(base, "://");
-    hosts = hosts != NULL ? hosts + 3 : base;
-    const char *path = strchr(hosts, '/');
-    const char *query = strchr(hosts, '?');
-    size_t head = path != NULL    ? (size_t)(path - base)
-                  : query != NULL ? (size_t)(query - base)
-                                  : strlen(base);
-    snprintf(fx.uri, sizeof(fx.uri), "%.*s/%s%s", (int)head, base, fx.db,
-             query != NULL ? query : "");
-    fx.pool = chat_mongo_pool_new(fx.uri, "chat-cs-store-test", &err);
-    if (fx.pool == NULL) {
-        printf("# pool: %s\n", err.message);
+    if (chat_test_db_open(&fx, "chat_cs_", "chat-cs-store-test") != 0)
         return -1;
-    }
-    fx.client = mongoc_client_pool_pop(fx.pool);
-    printf("# database %s\n", fx.db);
+    client = mongoc_client_pool_pop(fx.pool);
     return 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    bson_error_t berr;
-    int rc = 0;
-    mongoc_database_t *db = mongoc_client_get_database(fx.client, fx.db);
-    if (!mongoc_database_drop_with_opts(db, NULL, &berr)) {
-        printf("# drop %s: %s\n", fx.db, berr.message);
-        rc = -1;
-    }
-    mongoc_database_destroy(db);
-    mongoc_client_pool_push(fx.pool, fx.client);
-    mongoc_client_pool_destroy(fx.pool);
-    return rc;
+    mongoc_client_pool_push(fx.pool, client);
+    return chat_test_db_close(&fx);
 }
 
 /* A fresh messages collection with the consumer's indexes. */
@@ -73,10 +41,10 @@ static mongoc_collection_t *fresh_messages(void)
 {
     bson_error_t berr;
     chat_error_t err = {0};
-    mongoc_collection_t *coll = mongoc_client_get_collection(fx.client, fx.db, "messages");
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, fx.name, "messages");
     if (!mongoc_collection_drop_with_opts(coll, NULL, &berr))
         assert_int_equal(berr.code, 26); /* NamespaceNotFound: first use */
-    assert_int_equal(chat_mongo_ensure_indexes(fx.client, fx.db, &err), 0);
+    assert_int_equal(chat_mongo_ensure_indexes(client, fx.name, &err), 0);
     return coll;
 }
 

@@ -10,42 +10,18 @@
 #include "chat-id.h"
 #include "chat-mongo.h"
 
-typedef struct fixture_s {
-    mongoc_client_pool_t *pool;
-    char db[64];
-} fixture_t;
-
-static fixture_t fx;
+static chat_test_db_t fx;
 
 static int group_setup(void **state)
 {
     (void)state;
-    chat_error_t err = {0};
-    fx.pool = chat_mongo_pool_new(chat_test_mongo_uri(), "chat-integration-test", &err);
-    if (fx.pool == NULL) {
-        printf("# pool: %s\n", err.message);
-        return -1;
-    }
-    chat_test_unique(fx.db, sizeof(fx.db), "chat_it_");
-    printf("# database %s\n", fx.db);
-    return 0;
+    return chat_test_db_open(&fx, "chat_it_", "chat-integration-test");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    bson_error_t berr;
-    int rc = 0;
-    mongoc_client_t *client = mongoc_client_pool_pop(fx.pool);
-    mongoc_database_t *db = mongoc_client_get_database(client, fx.db);
-    if (!mongoc_database_drop_with_opts(db, NULL, &berr)) {
-        printf("# drop %s: %s\n", fx.db, berr.message);
-        rc = -1;
-    }
-    mongoc_database_destroy(db);
-    mongoc_client_pool_push(fx.pool, client);
-    mongoc_client_pool_destroy(fx.pool);
-    return rc;
+    return chat_test_db_close(&fx);
 }
 
 /* Each test gets a client from the pool and gives it back. */
@@ -73,7 +49,7 @@ static bson_t *message_doc(const char *id, const char *conv, int64_t seq)
 
 static mongoc_collection_t *messages(mongoc_client_t *client)
 {
-    return mongoc_client_get_collection(client, fx.db, "messages");
+    return mongoc_client_get_collection(client, fx.name, "messages");
 }
 
 static void print_reply(const char *what, const bson_t *reply)
@@ -138,10 +114,10 @@ static void test_ensure_indexes_is_idempotent(void **state)
 {
     mongoc_client_t *client = *state;
     chat_error_t err = {0};
-    int rc = chat_mongo_ensure_indexes(client, fx.db, &err);
+    int rc = chat_mongo_ensure_indexes(client, fx.name, &err);
     if (rc != 0)
         fail_msg("first ensure_indexes: %s", err.message);
-    rc = chat_mongo_ensure_indexes(client, fx.db, &err);
+    rc = chat_mongo_ensure_indexes(client, fx.name, &err);
     if (rc != 0)
         fail_msg("second ensure_indexes: %s", err.message);
 
@@ -177,7 +153,7 @@ static void test_bulk_insert_then_find_sorted_by_seq(void **state)
     char conv[64], ids[5][CHAT_ID_LEN + 1];
     static const int64_t seqs[] = {3, 1, 5, 2, 4};
 
-    assert_chat_ok(chat_mongo_ensure_indexes(client, fx.db, &err));
+    assert_chat_ok(chat_mongo_ensure_indexes(client, fx.name, &err));
     chat_test_unique(conv, sizeof(conv), "it.sorted.");
     bool ok = insert_seqs(client, conv, seqs, 5, ids, &reply, &berr);
     if (!ok)
@@ -240,7 +216,7 @@ static void test_unordered_bulk_reports_duplicates_and_inserts_the_rest(void **s
     char conv[64], ids[2][CHAT_ID_LEN + 1], fresh[2][CHAT_ID_LEN + 1];
     static const int64_t first[] = {1, 2};
 
-    assert_chat_ok(chat_mongo_ensure_indexes(client, fx.db, &err));
+    assert_chat_ok(chat_mongo_ensure_indexes(client, fx.name, &err));
     chat_test_unique(conv, sizeof(conv), "it.dup.");
     assert_true(insert_seqs(client, conv, first, 2, ids, &reply, &berr));
     bson_destroy(&reply);

@@ -31,6 +31,45 @@ const char *chat_test_mongo_uri(void)
     return chat_test_env("CHAT_MONGO_URI", "mongodb://127.0.0.1:27018/chat");
 }
 
+int chat_test_db_open(chat_test_db_t *db, const char *prefix, const char *appname)
+{
+    chat_error_t err = {0, ""};
+    chat_test_unique(db->name, sizeof(db->name), prefix);
+    const char *base = chat_test_mongo_uri();
+    const char *hosts = strstr(base, "://");
+    hosts = hosts != NULL ? hosts + 3 : base;
+    const char *path = strchr(hosts, '/');
+    const char *query = strchr(hosts, '?');
+    size_t head = path != NULL    ? (size_t)(path - base)
+                  : query != NULL ? (size_t)(query - base)
+                                  : strlen(base);
+    snprintf(db->uri, sizeof(db->uri), "%.*s/%s%s", (int)head, base, db->name,
+             query != NULL ? query : "");
+    if ((db->pool = chat_mongo_pool_new(db->uri, appname, &err)) == NULL) {
+        printf("# pool on %s: %s\n", db->uri, err.message);
+        return -1;
+    }
+    printf("# database %s\n", db->name);
+    return 0;
+}
+
+int chat_test_db_close(chat_test_db_t *db)
+{
+    bson_error_t berr;
+    int rc = 0;
+    mongoc_client_t *client = mongoc_client_pool_pop(db->pool);
+    mongoc_database_t *d = mongoc_client_get_database(client, db->name);
+    if (!mongoc_database_drop_with_opts(d, NULL, &berr)) {
+        printf("# drop %s: %s\n", db->name, berr.message);
+        rc = -1;
+    }
+    mongoc_database_destroy(d);
+    mongoc_client_pool_push(db->pool, client);
+    mongoc_client_pool_destroy(db->pool);
+    db->pool = NULL;
+    return rc;
+}
+
 void chat_test_unique(char *out, size_t size, const char *prefix)
 {
     unsigned char raw[8];

@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "chat-error.h"
+#include "chat-mongo.h"
 
 /* Returns the environment variable name, or def when it is unset or empty. */
 const char *chat_test_env(const char *name, const char *def);
@@ -35,6 +36,24 @@ const char *chat_test_mongo_uri(void);
  * truncated to size. Lower case and [a-z0-9_] only, so the result is a valid
  * chat name, Kafka key, Redis key and FerretDB database name. */
 void chat_test_unique(char *out, size_t size, const char *prefix);
+
+/* A database of the test program's own on the real store (CHAT_MONGO_URI),
+ * so that runs do not see each other's data: name is prefix and a unique
+ * suffix, uri the store's URI with name as its path (options kept), pool a
+ * client pool on uri. */
+typedef struct chat_test_db_s {
+    char name[64];
+    char uri[512];
+    mongoc_client_pool_t *pool;
+} chat_test_db_t;
+
+/* Fills db and makes its pool (appname names it to the server). Returns 0,
+ * or -1 after printing why. */
+int chat_test_db_open(chat_test_db_t *db, const char *prefix, const char *appname);
+
+/* Drops the database and frees the pool. Returns 0, or -1 after printing
+ * why. */
+int chat_test_db_close(chat_test_db_t *db);
 
 /* Returns non-zero once the test's condition holds. */
 typedef int (*chat_test_cond_cb)(void *data);
