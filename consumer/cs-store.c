@@ -45,7 +45,7 @@ typedef struct lane_s {
     mongoc_client_t *client;
     mongoc_collection_t *messages;
     kind_t inserts;
-    int todo; /* set by the caller for a round, cleared by the lane */
+    int assigned; /* the caller gave it this round's inserts; the lane clears it */
     int rc;
     cs_store_result_t res;
     chat_error_t err;
@@ -90,12 +90,12 @@ static void *lane_main(void *arg)
         if (store->quit)
             break;
         seen = store->round;
-        if (!lane->todo)
+        if (!lane->assigned)
             continue;
         pthread_mutex_unlock(&store->mu);
         run_lane(lane);
         pthread_mutex_lock(&store->mu);
-        lane->todo = 0;
+        lane->assigned = 0;
         if (--store->busy == 0)
             pthread_cond_signal(&store->done);
     }
@@ -760,8 +760,8 @@ static int write_lanes(cs_store_t *store, cs_store_result_t *res, chat_error_t *
         pthread_mutex_lock(&store->mu);
         for (size_t i = 1; i < store->n_lanes; i++) {
             lane_t *lane = &store->lanes[i];
-            lane->todo = lane->inserts.n > 0;
-            others += (size_t)lane->todo;
+            lane->assigned = lane->inserts.n > 0;
+            others += (size_t)lane->assigned;
         }
         if (others > 0) {
             store->busy = others;
