@@ -36,14 +36,30 @@ typedef struct kind_s {
     size_t in_last; /* writes in bulks[n - 1] */
 } kind_t;
 
-/* One lane of event inserts (see cs_store_new): its own connection, its
- * ordered bulks, and what executing them gave. Lane 0 is the store's own
- * client and runs on the caller's thread; each other lane has a thread that
- * runs its bulks when cs_store_write hands it a round. */
+/* One queued insert of a lane: its document in the lane's arena, followed
+ * there by its conversation's id (NUL-terminated), by which and then by
+ * seq the lane sorts its inserts before it writes them. */
+typedef struct staged_s {
+    size_t off;   /* of the document in the arena */
+    uint32_t len; /* the document's */
+    int64_t seq;
+    const char *conv; /* set once the round's arena stops growing */
+} staged_t;
+
+/* One lane of event inserts (see cs_store_new): its own connection, the
+ * round's inserts as queued, its ordered bulks, and what executing them
+ * gave. Lane 0 is the store's own client and runs on the caller's thread;
+ * each other lane has a thread that runs its round when cs_store_write
+ * hands it one. The arena and the staged array grow to the largest batch
+ * and are reused: queuing an insert allocates nothing after that. */
 typedef struct lane_s {
     cs_store_t *store;
     mongoc_client_t *client;
     mongoc_collection_t *messages;
+    uint8_t *arena;
+    size_t arena_len, arena_cap;
+    staged_t *staged;
+    size_t n_staged, staged_cap;
     kind_t inserts;
     int assigned; /* the caller gave it this round's inserts; the lane clears it */
     int rc;
@@ -228,6 +244,8 @@ void cs_store_destroy(cs_store_t *store)
     for (size_t i = 0; i < store->n_lanes; i++) {
         lane_t *lane = &store->lanes[i];
         free(lane->inserts.bulks);
+        free(lane->arena);
+        free(lane->staged);
         if (i > 0 && lane->messages != NULL)
             mongoc_collection_destroy(lane->messages);
         if (lane->client != NULL)
@@ -502,9 +520,42 @@ size_t cs_store_lane(const cs_store_t *store, const char *conv)
     return store->n_lanes > 1 ? cs_map_hash(conv) % store->n_lanes : 0;
 }
 
+/* Copies doc and conv into lane's arena as its next insert. Returns 0 or
+ * CHAT_ENOMEM. */
+static int stage(lane_t *lane, const bson_t *doc, const char *conv, int64_t seq)
+{
+    size_t clen = strlen(conv) + 1, need = lane->arena_len + doc->len + clen;
+    if (need > lane->arena_cap) {
+        size_t cap = lane->arena_cap ? lane->arena_cap : 64 * 1024;
+        while (cap < need)
+            cap *= 2;
+        uint8_t *a = realloc(lane->arena, cap);
+        if (a == NULL)
+            return CHAT_ENOMEM;
+        lane->arena = a;
+        lane->arena_cap = cap;
+    }
+    if (lane->n_staged == lane->staged_cap) {
+        size_t cap = lane->staged_cap ? lane->staged_cap * 2 : 256;
+        staged_t *st = realloc(lane->staged, cap * sizeof(*st));
+        if (st == NULL)
+            return CHAT_ENOMEM;
+        lane->staged = st;
+        lane->staged_cap = cap;
+    }
+    staged_t *st = &lane->staged[lane->n_staged++];
+    st->off = lane->arena_len;
+    st->len = doc->len;
+    st->seq = seq;
+    st->conv = NULL;
+    memcpy(lane->arena + lane->arena_len, bson_get_data(doc), doc->len);
+    memcpy(lane->arena + lane->arena_len + doc->len, conv, clen);
+    lane->arena_len = need;
+    return 0;
+}
+
 int cs_store_add_event(cs_store_t *store, const chat_event_t *ev, int64_t seq, chat_error_t *err)
 {
-    bson_error_t berr;
     bson_t *d = &store->doc;
     bson_reinit(d);
     BSON_APPEND_UTF8(d, "_id", ev->id);
@@ -544,11 +595,8 @@ int cs_store_add_event(cs_store_t *store, const chat_event_t *ev, int64_t seq, c
     if (ev->type == CHAT_EV_MESSAGE || ev->type == CHAT_EV_EDIT)
         bson_append_utf8(d, "body", 4, ev->body, (int)ev->body_len);
     lane_t *lane = &store->lanes[cs_store_lane(store, ev->conv)];
-    mongoc_bulk_operation_t *bulk = bulk_in(&lane->inserts, lane->messages, CHUNK);
-    if (bulk == NULL)
+    if (stage(lane, d, ev->conv, seq) != 0)
         return chat_error_set(err, CHAT_ENOMEM, "event %s: out of memory", ev->id);
-    if (!mongoc_bulk_operation_insert_with_opts(bulk, d, NULL, &berr))
-        return chat_error_set(err, CHAT_EINVAL, "event %s: %s", ev->id, berr.message);
     return 0;
 }
 
@@ -739,19 +787,56 @@ static int run_bulk(mongoc_bulk_operation_t *bulk, const char *what, cs_store_re
     return rc;
 }
 
+static int staged_cmp(const void *a, const void *b)
+{
+    const staged_t *x = a, *y = b;
+    int c = strcmp(x->conv, y->conv);
+    return c != 0 ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* Puts lane's queued inserts in ordered bulks of CHUNK, sorted by {conv,
+ * seq}: the order of the index every insert goes into, so that a batch's
+ * inserts walk it from one end to the other rather than jump about in the
+ * order their partitions were polled (on FerretDB over SQLite the same
+ * documents go in faster so; docs/performance.md, section 4). Each
+ * conversation's inserts keep their seq order, which is what the prefix
+ * of cs_store_write needs. Returns 0, CHAT_ENOMEM or CHAT_EINVAL (a
+ * document the driver refused) with err set. */
+static int lane_bulks(lane_t *lane, chat_error_t *err)
+{
+    bson_error_t berr;
+    for (size_t i = 0; i < lane->n_staged; i++) {
+        staged_t *st = &lane->staged[i];
+        st->conv = (const char *)lane->arena + st->off + st->len;
+    }
+    qsort(lane->staged, lane->n_staged, sizeof(*lane->staged), staged_cmp);
+    for (size_t i = 0; i < lane->n_staged; i++) {
+        const staged_t *st = &lane->staged[i];
+        bson_t doc;
+        mongoc_bulk_operation_t *bulk = bulk_in(&lane->inserts, lane->messages, CHUNK);
+        if (bulk == NULL)
+            return chat_error_set(err, CHAT_ENOMEM, "insert events: out of memory");
+        if (!bson_init_static(&doc, lane->arena + st->off, st->len) ||
+            !mongoc_bulk_operation_insert_with_opts(bulk, &doc, NULL, &berr))
+            return chat_error_set(err, CHAT_EINVAL, "insert events: %s seq %lld: %s", st->conv,
+                                  (long long)st->seq, berr.message);
+    }
+    return 0;
+}
+
 /* Executes lane's inserts in turn until one fails. */
 static void run_lane(lane_t *lane)
 {
     memset(&lane->res, 0, sizeof(lane->res));
-    lane->rc = 0;
     lane->err.code = 0;
     lane->err.message[0] = '\0';
+    lane->rc = lane_bulks(lane, &lane->err);
     for (size_t i = 0; i < lane->inserts.n && lane->rc == 0; i++)
         lane->rc = run_bulk(lane->inserts.bulks[i], "insert events", &lane->res, &lane->err);
 }
 
 /* Runs every lane's inserts at once (lane 0 on this thread) and waits for
- * all of them. Returns 0, or the error of a failed lane (CHAT_EMONGO before
+ * all of them. Returns 0, or the error of a failed lane (any other before
  * CHAT_EDUP, which only asks for a careful rerun) in err; res sums them. */
 static int write_lanes(cs_store_t *store, cs_store_result_t *res, chat_error_t *err)
 {
@@ -760,7 +845,7 @@ static int write_lanes(cs_store_t *store, cs_store_result_t *res, chat_error_t *
         pthread_mutex_lock(&store->mu);
         for (size_t i = 1; i < store->n_lanes; i++) {
             lane_t *lane = &store->lanes[i];
-            lane->assigned = lane->inserts.n > 0;
+            lane->assigned = lane->n_staged > 0;
             others += (size_t)lane->assigned;
         }
         if (others > 0) {
@@ -780,7 +865,7 @@ static int write_lanes(cs_store_t *store, cs_store_result_t *res, chat_error_t *
     int rc = 0;
     for (size_t i = 0; i < store->n_lanes; i++) {
         lane_t *lane = &store->lanes[i];
-        if (lane->inserts.n == 0)
+        if (lane->n_staged == 0)
             continue;
         res->inserted += lane->res.inserted;
         res->dup_id += lane->res.dup_id;
@@ -821,8 +906,12 @@ static void kind_abort(kind_t *k)
 
 void cs_store_write_abort(cs_store_t *store)
 {
-    for (size_t i = 0; i < store->n_lanes; i++)
-        kind_abort(&store->lanes[i].inserts);
+    for (size_t i = 0; i < store->n_lanes; i++) {
+        lane_t *lane = &store->lanes[i];
+        kind_abort(&lane->inserts);
+        lane->n_staged = 0;
+        lane->arena_len = 0;
+    }
     for (int which = 0; which < B_COUNT; which++)
         kind_abort(&store->kinds[which]);
 }

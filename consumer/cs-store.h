@@ -106,8 +106,10 @@ int cs_store_find_targets(cs_store_t *store, const char *const *convs, const int
                           size_t n, cs_store_target_cb cb, void *data, chat_error_t *err);
 
 /* Queue one write for the next cs_store_write. Each copies what it needs.
- * They return 0, or CHAT_EINVAL with err set (a document the driver refused,
- * which does not happen with valid events).
+ * They return 0, CHAT_ENOMEM, or CHAT_EINVAL with err set (a document the
+ * driver refused, which does not happen with valid events; an event's
+ * document is handed to the driver only by cs_store_write, which then
+ * fails with CHAT_EINVAL).
  *
  * An event with a seq is one messages document, _id = event id:
  *   message       {conv, seq, from, dev?, cid?, ts, body}
@@ -139,9 +141,10 @@ int cs_store_add_last_seq(cs_store_t *store, const char *conv, int64_t seq, chat
 int cs_store_add_marks(cs_store_t *store, const char *conv, const char *user, int64_t delivered,
                        int64_t read, chat_error_t *err);
 
-/* Executes what was queued, event inserts first: each lane's as ordered
- * bulks of at most 100 inserts, one after the other, stopping at the first
- * that fails, the lanes at once; then, once every lane has succeeded, the
+/* Executes what was queued, event inserts first: each lane's sorted by
+ * {conv, seq} (the index's order, which the store takes faster than the
+ * order of the batch), as ordered bulks of at most 100 inserts, one after
+ * the other, stopping at the first that fails, the lanes at once; then, once every lane has succeeded, the
  * other kinds in turn, ordered bulks of at most 16. The server stops an
  * ordered bulk at its first error and a conversation keeps to one lane, so
  * what a failed or interrupted write leaves stored of each conversation is
