@@ -805,6 +805,8 @@ static int staged_cmp(const void *a, const void *b)
 static int lane_bulks(lane_t *lane, chat_error_t *err)
 {
     bson_error_t berr;
+    if (lane->n_staged == 0)
+        return 0; /* lane 0 runs every round, and staged is NULL until used */
     for (size_t i = 0; i < lane->n_staged; i++) {
         staged_t *st = &lane->staged[i];
         st->conv = (const char *)lane->arena + st->off + st->len;

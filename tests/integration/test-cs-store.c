@@ -237,6 +237,37 @@ static void test_lanes_write_again_after_a_failure(void **state)
     mongoc_collection_destroy(coll);
 }
 
+/* A write with updates and no inserts, as the consumer's lazy last_seq
+ * writes are: every lane, lane 0 included, has nothing to insert. */
+static void test_write_without_inserts(void **state)
+{
+    (void)state;
+    bson_error_t berr;
+    cs_store_result_t res;
+    chat_error_t err = {0};
+    mongoc_collection_t *convs = mongoc_client_get_collection(client, fx.name, "conversations");
+    bson_t *doc = BCON_NEW("_id", BCON_UTF8("updates.c0"), "last_seq", BCON_INT64(0));
+    assert_true(mongoc_collection_insert_one(convs, doc, NULL, NULL, &berr));
+    bson_destroy(doc);
+    for (int lanes = 1; lanes <= 2; lanes++) {
+        cs_store_t *store = store_new(lanes);
+        assert_int_equal(cs_store_add_last_seq(store, "updates.c0", 7 * lanes, &err), 0);
+        assert_int_equal(cs_store_write(store, &res, &err), 0);
+        assert_int_equal(res.inserted, 0);
+        cs_store_destroy(store);
+    }
+    bson_t *filter = BCON_NEW("_id", BCON_UTF8("updates.c0"));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(convs, filter, NULL, NULL);
+    const bson_t *found;
+    bson_iter_t it;
+    assert_true(mongoc_cursor_next(cur, &found));
+    assert_true(bson_iter_init_find(&it, found, "last_seq"));
+    assert_int_equal(bson_iter_as_int64(&it), 14);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(filter);
+    mongoc_collection_destroy(convs);
+}
+
 static void test_lanes_out_of_range_are_refused(void **state)
 {
     (void)state;
@@ -262,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_failed_write_leaves_one_lane_a_prefix),
         cmocka_unit_test(test_failed_lane_leaves_each_conversation_a_prefix),
         cmocka_unit_test(test_lanes_write_again_after_a_failure),
+        cmocka_unit_test(test_write_without_inserts),
         cmocka_unit_test(test_lanes_out_of_range_are_refused),
     };
     int failed = cmocka_run_group_tests_name("cs-store", tests, group_setup, group_teardown);
