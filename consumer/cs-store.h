@@ -144,18 +144,20 @@ int cs_store_add_marks(cs_store_t *store, const char *conv, const char *user, in
 /* Executes what was queued, event inserts first: each lane's sorted by
  * {conv, seq} (the index's order, which the store takes faster than the
  * order of the batch), as ordered bulks of at most 100 inserts, one after
- * the other, stopping at the first that fails, the lanes at once; then, once every lane has succeeded, the
- * other kinds in turn, ordered bulks of at most 16. The server stops an
- * ordered bulk at its first error and a conversation keeps to one lane, so
- * what a failed or interrupted write leaves stored of each conversation is
- * always a prefix of its events in the batch, in seq order (another
- * conversation's may be stored whole), and the retry (which finds what is
- * stored by _id and continues each conversation from its highest seq) can
- * neither leave a gap nor reorder. (100, because FerretDB 1.24 honours
- * ordered:true only within 100-document chunks of a command; see CHUNK in
- * cs-store.c.) Returns 0, CHAT_EDUP when a unique index refused a document
- * and no lane failed otherwise (res says which), or CHAT_EMONGO; err says
- * what. Everything queued is discarded either way. */
+ * the other, stopping at the first that fails, the lanes at once; then,
+ * once every lane has succeeded, the other kinds in turn, ordered bulks of
+ * at most 16. The server stops an ordered bulk at its first error and a
+ * conversation keeps to one lane, so what a failed or interrupted write
+ * leaves stored of each conversation is always a prefix of its events in
+ * the batch, in seq order (another conversation's may be stored whole),
+ * and the retry (which finds what is stored by _id and continues each
+ * conversation from its highest seq) can neither leave a gap nor reorder.
+ * (100, because FerretDB 1.24 honours ordered:true only within
+ * 100-document chunks of a command; see CHUNK in cs-store.c.) Returns 0,
+ * CHAT_EDUP when a unique index refused a document and no lane failed
+ * otherwise (res says which), or CHAT_EMONGO (CHAT_ENOMEM or CHAT_EINVAL
+ * when a lane could not hand a document to the driver); err says what.
+ * Everything queued is discarded either way. */
 int cs_store_write(cs_store_t *store, cs_store_result_t *res, chat_error_t *err);
 
 /* Discards what was queued. */
