@@ -804,7 +804,7 @@ static int staged_cmp(const void *a, const void *b)
  * document the driver refused) with err set. */
 static int lane_bulks(lane_t *lane, chat_error_t *err)
 {
-    bson_error_t berr;
+    bson_error_t berr = {0};
     if (lane->n_staged == 0)
         return 0; /* lane 0 runs every round, and staged is NULL until used */
     for (size_t i = 0; i < lane->n_staged; i++) {
