@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat-buf.h"
 #include "chat-log.h"
 #include "chat-mongo.h"
 #include "cs-map.h"
@@ -27,6 +28,10 @@ enum { B_MESSAGES, B_CHANGES, B_CONVS, B_MARKS, B_COUNT };
  * size stay clear of both (32 hung two consumers stopping at once over
  * PostgreSQL); MongoDB only pays a few round trips more. */
 #define CHUNK_UPDATES 16
+
+/* A lane's queued documents of one batch may take this much at most (the
+ * consumer's frames of a batch have the same bound). */
+#define ARENA_MAX (512u << 20)
 
 /* The queued writes of one kind: ordered bulks of at most CHUNK writes,
  * executed in turn until one fails. */
@@ -56,8 +61,7 @@ typedef struct lane_s {
     cs_store_t *store;
     mongoc_client_t *client;
     mongoc_collection_t *messages;
-    uint8_t *arena;
-    size_t arena_len, arena_cap;
+    chat_buf_t arena;
     staged_t *staged;
     size_t n_staged, staged_cap;
     kind_t inserts;
@@ -180,6 +184,8 @@ cs_store_t *cs_store_new(const char *uri, const char *appname, int lanes, chat_e
     }
     bson_init(&store->doc);
     bson_init(&store->sel);
+    for (size_t i = 0; i < CS_STORE_LANES_MAX; i++)
+        chat_buf_init(&store->lanes[i].arena, ARENA_MAX);
     if (lanes < 1 || lanes > CS_STORE_LANES_MAX) {
         chat_error_set(err, CHAT_ERANGE, "store: %d lanes (1 to %d)", lanes, CS_STORE_LANES_MAX);
         goto fail;
@@ -244,7 +250,7 @@ void cs_store_destroy(cs_store_t *store)
     for (size_t i = 0; i < store->n_lanes; i++) {
         lane_t *lane = &store->lanes[i];
         free(lane->inserts.bulks);
-        free(lane->arena);
+        chat_buf_close(&lane->arena);
         free(lane->staged);
         if (i > 0 && lane->messages != NULL)
             mongoc_collection_destroy(lane->messages);
@@ -520,21 +526,12 @@ size_t cs_store_lane(const cs_store_t *store, const char *conv)
     return store->n_lanes > 1 ? cs_map_hash(conv) % store->n_lanes : 0;
 }
 
-/* Copies doc and conv into lane's arena as its next insert. Returns 0 or
- * CHAT_ENOMEM. */
+/* Copies doc and conv into lane's arena as its next insert. Returns 0,
+ * CHAT_ETOOBIG or CHAT_ENOMEM. */
 static int stage(lane_t *lane, const bson_t *doc, const char *conv, int64_t seq)
 {
-    size_t clen = strlen(conv) + 1, need = lane->arena_len + doc->len + clen;
-    if (need > lane->arena_cap) {
-        size_t cap = lane->arena_cap ? lane->arena_cap : 64 * 1024;
-        while (cap < need)
-            cap *= 2;
-        uint8_t *a = realloc(lane->arena, cap);
-        if (a == NULL)
-            return CHAT_ENOMEM;
-        lane->arena = a;
-        lane->arena_cap = cap;
-    }
+    size_t off = lane->arena.len;
+    int rc = 0;
     if (lane->n_staged == lane->staged_cap) {
         size_t cap = lane->staged_cap ? lane->staged_cap * 2 : 256;
         staged_t *st = realloc(lane->staged, cap * sizeof(*st));
@@ -543,14 +540,12 @@ static int stage(lane_t *lane, const bson_t *doc, const char *conv, int64_t seq)
         lane->staged = st;
         lane->staged_cap = cap;
     }
-    staged_t *st = &lane->staged[lane->n_staged++];
-    st->off = lane->arena_len;
-    st->len = doc->len;
-    st->seq = seq;
-    st->conv = NULL;
-    memcpy(lane->arena + lane->arena_len, bson_get_data(doc), doc->len);
-    memcpy(lane->arena + lane->arena_len + doc->len, conv, clen);
-    lane->arena_len = need;
+    if ((rc = chat_buf_append(&lane->arena, bson_get_data(doc), doc->len)) != 0 ||
+        (rc = chat_buf_append(&lane->arena, conv, strlen(conv) + 1)) != 0) {
+        lane->arena.len = off;
+        return rc;
+    }
+    lane->staged[lane->n_staged++] = (staged_t){.off = off, .len = doc->len, .seq = seq};
     return 0;
 }
 
@@ -595,9 +590,8 @@ int cs_store_add_event(cs_store_t *store, const chat_event_t *ev, int64_t seq, c
     if (ev->type == CHAT_EV_MESSAGE || ev->type == CHAT_EV_EDIT)
         bson_append_utf8(d, "body", 4, ev->body, (int)ev->body_len);
     lane_t *lane = &store->lanes[cs_store_lane(store, ev->conv)];
-    if (stage(lane, d, ev->conv, seq) != 0)
-        return chat_error_set(err, CHAT_ENOMEM, "event %s: out of memory", ev->id);
-    return 0;
+    int rc = stage(lane, d, ev->conv, seq);
+    return rc == 0 ? 0 : chat_error_set(err, rc, "event %s: %s", ev->id, chat_strerror(rc));
 }
 
 static int add_update(cs_store_t *store, int which, const bson_t *sel, const bson_t *update,
@@ -809,7 +803,7 @@ static int lane_bulks(lane_t *lane, chat_error_t *err)
         return 0; /* lane 0 runs every round, and staged is NULL until used */
     for (size_t i = 0; i < lane->n_staged; i++) {
         staged_t *st = &lane->staged[i];
-        st->conv = (const char *)lane->arena + st->off + st->len;
+        st->conv = lane->arena.data + st->off + st->len;
     }
     qsort(lane->staged, lane->n_staged, sizeof(*lane->staged), staged_cmp);
     for (size_t i = 0; i < lane->n_staged; i++) {
@@ -818,7 +812,7 @@ static int lane_bulks(lane_t *lane, chat_error_t *err)
         mongoc_bulk_operation_t *bulk = bulk_in(&lane->inserts, lane->messages, CHUNK);
         if (bulk == NULL)
             return chat_error_set(err, CHAT_ENOMEM, "insert events: out of memory");
-        if (!bson_init_static(&doc, lane->arena + st->off, st->len) ||
+        if (!bson_init_static(&doc, (const uint8_t *)lane->arena.data + st->off, st->len) ||
             !mongoc_bulk_operation_insert_with_opts(bulk, &doc, NULL, &berr))
             return chat_error_set(err, CHAT_EINVAL, "insert events: %s seq %lld: %s", st->conv,
                                   (long long)st->seq, berr.message);
@@ -912,7 +906,7 @@ void cs_store_write_abort(cs_store_t *store)
         lane_t *lane = &store->lanes[i];
         kind_abort(&lane->inserts);
         lane->n_staged = 0;
-        lane->arena_len = 0;
+        chat_buf_reset(&lane->arena);
     }
     for (int which = 0; which < B_COUNT; which++)
         kind_abort(&store->kinds[which]);

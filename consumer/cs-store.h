@@ -109,7 +109,8 @@ int cs_store_find_targets(cs_store_t *store, const char *const *convs, const int
  * They return 0, CHAT_ENOMEM, or CHAT_EINVAL with err set (a document the
  * driver refused, which does not happen with valid events; an event's
  * document is handed to the driver only by cs_store_write, which then
- * fails with CHAT_EINVAL).
+ * fails with CHAT_EINVAL); cs_store_add_event also CHAT_ETOOBIG when a
+ * lane's documents of one batch would pass 512 MiB.
  *
  * An event with a seq is one messages document, _id = event id:
  *   message       {conv, seq, from, dev?, cid?, ts, body}
